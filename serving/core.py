@@ -1,0 +1,308 @@
+"""The serving core: Predict, Classify, Regress, GetModelMetadata and GetModelStatus on
+tensorflow_serving request/response protos.
+
+REST and gRPC both end here, so they cannot drift. Semantics and error wording follow
+TF Serving's predict_util.cc, classifier.cc, regressor.cc, get_model_metadata_impl.cc and
+get_model_status_impl.cc (with the signature method-name check off, TF Serving's default).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    input_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from serving.batching import Batcher
+from serving.model_manager import ModelManager, VersionStatus
+from serving.servable import Servable
+from serving.status import Code, ServingError
+
+DEFAULT_SIGNATURE = "serving_default"
+SIGNATURE_DEF_FIELD = "signature_def"
+CLASSIFY_INPUTS, CLASSIFY_CLASSES, CLASSIFY_SCORES = "inputs", "classes", "scores"
+REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
+
+
+def _set_model_spec(spec: model_pb2.ModelSpec, servable: Servable, signature: str) -> None:
+    spec.name = servable.name
+    spec.signature_name = signature
+    spec.version.value = servable.version
+
+
+def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
+    """The serialized tf.Examples of an Input; context features are merged into each."""
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        examples = [e.SerializeToString() for e in request_input.example_list.examples]
+    elif kind == "example_list_with_context":
+        with_context = request_input.example_list_with_context
+        context = with_context.context.SerializeToString()
+        examples = [context + e.SerializeToString() for e in with_context.examples]
+    else:
+        examples = []
+    if not examples:
+        raise ServingError(Code.INVALID_ARGUMENT, "Input is empty.")
+    return np.array(examples, dtype=object)
+
+
+def _signature_debug(signature: meta_graph_pb2.SignatureDef) -> str:
+    return text_format.MessageToString(signature)
+
+
+class ServingCore:
+    """Runs requests against the servables of a ModelManager."""
+
+    def __init__(self, manager: ModelManager, batcher: Batcher | None = None) -> None:
+        self.manager = manager
+        self._batcher = batcher
+
+    # ------------------------------------------------------------ lookups
+
+    def servable(self, spec: model_pb2.ModelSpec) -> Servable:
+        """The servable a ModelSpec names (a version, a label, or the latest)."""
+        choice = spec.WhichOneof("version_choice")
+        return self.manager.get_servable(
+            spec.name,
+            version=spec.version.value if choice == "version" else None,
+            label=spec.version_label if choice == "version_label" else None)
+
+    def signature_inputs(self, spec: model_pb2.ModelSpec,
+                         signature_name: str) -> Mapping[str, meta_graph_pb2.TensorInfo]:
+        """The input TensorInfos of a signature (the REST handler's GetInfoMap)."""
+        servable = self.servable(spec)
+        name = signature_name or DEFAULT_SIGNATURE
+        if name not in servable.signature_defs:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Serving signature name: \"{name}\" not found in signature def")
+        return servable.signature_defs[name].inputs
+
+    def _run(self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray],
+             output_keys: Sequence[str]) -> dict[str, np.ndarray]:
+        def run(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return servable.run(signature, batch, output_keys)
+
+        if self._batcher is None:
+            return run(inputs)
+        key = (servable.name, servable.version, id(servable), signature, tuple(output_keys))
+        return self._batcher.run(key, inputs, run)
+
+    # ------------------------------------------------------------- predict
+
+    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        servable = self.servable(request.model_spec)
+        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        if name not in servable.signature_defs:
+            raise ServingError(Code.FAILED_PRECONDITION, f"Serving signature key \"{name}\" not found.")
+        signature = servable.signature_defs[name]
+        sent, wanted = set(request.inputs), set(signature.inputs)
+        if len(sent) > len(wanted) or (len(sent) < len(wanted) and not signature.defaults):
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"input size does not match signature: {len(sent)}!={len(wanted)} "
+                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
+                f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+                f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
+        inputs = {}
+        for alias, proto in request.inputs.items():
+            if alias not in signature.inputs:
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   f"input tensor alias not found in signature: {alias}. Inputs "
+                                   f"expected to be in the set {{{','.join(sorted(wanted))}}}.")
+            try:
+                inputs[alias] = tf.make_ndarray(proto)
+            except Exception as e:  # noqa: BLE001 - malformed TensorProto from a client
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   f"Unable to parse tensor proto for input {alias}: {e}") from e
+        for alias in wanted - sent:  # only reached when the signature has defaults
+            if alias not in signature.defaults:
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   f"Missing input {alias} that has no default in the signature.")
+            inputs[alias] = tf.make_ndarray(signature.defaults[alias])
+        output_keys = list(request.output_filter) or sorted(signature.outputs)
+        seen = set()
+        for alias in request.output_filter:
+            if alias not in signature.outputs:
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   f"output tensor alias not found in signature: {alias} Outputs "
+                                   f"expected to be in the set {{{','.join(sorted(signature.outputs))}}}.")
+            if alias in seen:
+                raise ServingError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
+        outputs = self._run(servable, name, inputs, output_keys)
+        response = predict_pb2.PredictResponse()
+        _set_model_spec(response.model_spec, servable, name)
+        for alias, array in outputs.items():
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
+        return response
+
+    # ------------------------------------------------- classify / regress
+
+    def _example_signature(self, spec: model_pb2.ModelSpec) -> tuple[Servable, str,
+                                                                      meta_graph_pb2.SignatureDef]:
+        servable = self.servable(spec)
+        name = spec.signature_name or DEFAULT_SIGNATURE
+        if name not in servable.signature_defs:
+            raise ServingError(Code.INVALID_ARGUMENT, f"No signature was found with the name: {name}")
+        signature = servable.signature_defs[name]
+        if len(signature.inputs) != 1:
+            raise ServingError(Code.INVALID_ARGUMENT, "Expected one input Tensor.")
+        return servable, name, signature
+
+    def classify(self, request: classification_pb2.ClassificationRequest
+                 ) -> classification_pb2.ClassificationResponse:
+        servable, name, signature = self._example_signature(request.model_spec)
+        if len(signature.outputs) not in (1, 2):
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Expected one or two output Tensors, found {len(signature.outputs)}")
+        if CLASSIFY_INPUTS not in signature.inputs:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"No classification inputs found in SignatureDef: "
+                               f"{_signature_debug(signature)}")
+        keys = [k for k in (CLASSIFY_CLASSES, CLASSIFY_SCORES) if k in signature.outputs]
+        if not keys:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Expected classification signature outputs to contain at least one of "
+                f"\"{CLASSIFY_CLASSES}\" or \"{CLASSIFY_SCORES}\". Signature was: "
+                f"{_signature_debug(signature)}")
+        examples = serialized_examples(request.input)
+        outputs = self._run(servable, name, {CLASSIFY_INPUTS: examples}, keys)
+        response = classification_pb2.ClassificationResponse()
+        _set_model_spec(response.model_spec, servable, name)
+        _fill_classifications(len(examples), outputs.get(CLASSIFY_CLASSES),
+                              outputs.get(CLASSIFY_SCORES), response.result)
+        return response
+
+    def regress(self, request: regression_pb2.RegressionRequest
+                ) -> regression_pb2.RegressionResponse:
+        servable, name, signature = self._example_signature(request.model_spec)
+        if len(signature.outputs) != 1:
+            raise ServingError(Code.INVALID_ARGUMENT, "Expected one output Tensor.")
+        if REGRESS_INPUTS not in signature.inputs:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"No regression inputs found in SignatureDef: "
+                               f"{_signature_debug(signature)}")
+        if REGRESS_OUTPUTS not in signature.outputs:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"No regression outputs found in SignatureDef: "
+                               f"{_signature_debug(signature)}")
+        examples = serialized_examples(request.input)
+        values = self._run(servable, name, {REGRESS_INPUTS: examples}, [REGRESS_OUTPUTS])[REGRESS_OUTPUTS]
+        n = len(examples)
+        if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Expected output Tensor shape to be either [batch_size] or "
+                               f"[batch_size, 1] but got {list(values.shape)}")
+        if values.shape[0] != n:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Input batch size did not match output batch size: {n} vs. "
+                               f"{values.shape[0]}")
+        if values.dtype != np.float32:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Expected output Tensor of DT_FLOAT.  Got: "
+                               f"{types_pb2.DataType.Name(tf.as_dtype(values.dtype).as_datatype_enum)}")
+        response = regression_pb2.RegressionResponse()
+        _set_model_spec(response.model_spec, servable, name)
+        for value in values.reshape(n):
+            response.result.regressions.add(value=float(value))
+        return response
+
+    # ------------------------------------------------- metadata and status
+
+    def get_model_metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest
+                           ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        if not request.HasField("model_spec"):
+            raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
+        if not request.metadata_field:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               "GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != SIGNATURE_DEF_FIELD:
+                raise ServingError(Code.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
+        servable = self.servable(request.model_spec)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(signature)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        return response
+
+    def get_model_status(self, request: get_model_status_pb2.GetModelStatusRequest
+                         ) -> get_model_status_pb2.GetModelStatusResponse:
+        if not request.HasField("model_spec"):
+            raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
+        spec = request.model_spec
+        choice = spec.WhichOneof("version_choice")
+        version = None
+        if choice == "version":
+            version = spec.version.value
+        elif choice == "version_label":
+            version = self.manager.resolve_label(spec.name, spec.version_label)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for number, status in self.manager.version_status(spec.name, version).items():
+            _add_version_status(response, number, status)
+        return response
+
+
+def _add_version_status(response: get_model_status_pb2.GetModelStatusResponse,
+                        version: int, status: VersionStatus) -> None:
+    entry = response.model_version_status.add(version=version, state=status.state)
+    entry.status.error_code = status.error.code if status.error else Code.OK
+    entry.status.error_message = status.error.message if status.error else ""
+
+
+def _fill_classifications(n: int, classes: np.ndarray | None, scores: np.ndarray | None,
+                          result: classification_pb2.ClassificationResult) -> None:
+    """ClassificationResult from classes [n, k] (string) and/or scores [n, k] (float)."""
+    if classes is not None:
+        if classes.ndim != 2:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Expected Tensor shape: [batch_size num_classes] but got "
+                               f"{list(classes.shape)}")
+        if classes.dtype != object:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Expected classes Tensor of DT_STRING. Got: "
+                               f"{types_pb2.DataType.Name(tf.as_dtype(classes.dtype).as_datatype_enum)}")
+        if classes.shape[0] != n:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Expected classes output batch size of {n}. Got: {classes.shape[0]}")
+    if scores is not None:
+        if scores.ndim != 2:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Expected Tensor shape: [batch_size num_classes] but got "
+                               f"{list(scores.shape)}")
+        if scores.dtype != np.float32:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Expected scores Tensor of DT_FLOAT. Got: "
+                               f"{types_pb2.DataType.Name(tf.as_dtype(scores.dtype).as_datatype_enum)}")
+        if scores.shape[0] != n:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Expected scores output batch size of {n}. Got: {scores.shape[0]}")
+    if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Tensors class and score should match in dim_size(1). Got "
+                           f"{classes.shape[1]} vs. {scores.shape[1]}")
+    num_classes = (classes if classes is not None else scores).shape[1]
+    for i in range(n):
+        row = result.classifications.add()
+        for j in range(num_classes):
+            entry = row.classes.add()
+            if classes is not None:
+                entry.label = classes[i, j].decode("utf-8", errors="replace")
+            if scores is not None:
+                entry.score = float(scores[i, j])

@@ -1,0 +1,194 @@
+"""TF Serving's REST API v1 on aiohttp: a thin adapter from HTTP/JSON to the core's protos.
+
+Paths, JSON and error wording follow http_rest_api_handler.cc / http_rest_api_util.cc.
+JSON parsing, TensorFlow and JSON writing run in a thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.parse
+from concurrent.futures import Executor
+from typing import Callable
+
+import tensorflow as tf
+from aiohttp import web
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from serving import json_tensor
+from serving.core import SIGNATURE_DEF_FIELD, ServingCore
+from serving.metrics import CONTENT_TYPE, METRICS_PATH, Metrics, RequestOutcome
+from serving.status import Code, ServingError
+
+PREDICTION_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE)
+STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE)
+_INT64_MAX = 2**63 - 1
+_JSON = "application/json"
+
+
+def _json_response(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type=_JSON)
+
+
+def _error_response(error: ServingError) -> web.Response:
+    return _json_response(error.http_status, json_tensor.make_json_from_error(error.message))
+
+
+def parse_model_path(method: str, path: str) -> tuple[bool, str, int | None, str | None, str]:
+    """ParseModelInfo: (matched, model name, version, label, method or subresource)."""
+    pattern = PREDICTION_PATH if method == "POST" else STATUS_PATH if method == "GET" else None
+    match = pattern.fullmatch(path) if pattern else None
+    if match is None:
+        return False, "", None, None, ""
+    name, version_str, label, verb = match.groups(default="")
+    name = urllib.parse.unquote(name)
+    version = None
+    if version_str:
+        version = int(version_str)
+        if version > _INT64_MAX:
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"Failed to convert version: {version_str} to numeric.")
+    return True, name, version, urllib.parse.unquote(label) if label else None, verb
+
+
+def _model_spec(name: str, version: int | None, label: str | None) -> model_pb2.ModelSpec:
+    spec = model_pb2.ModelSpec(name=name)
+    if version is not None:
+        spec.version.value = version
+    if label is not None:
+        spec.version_label = label
+    return spec
+
+
+def status_to_json(response: get_model_status_pb2.GetModelStatusResponse) -> str:
+    """GetModelStatusResponse as TF Serving prints it (json_name fields, defaults included)."""
+    return json_format.MessageToJson(response, including_default_value_fields=True)
+
+
+def metadata_to_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> str:
+    """GetModelMetadataResponse with the signature_def Any unpacked, proto field names kept."""
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
+    options = dict(including_default_value_fields=True, preserving_proto_field_name=True)
+    return json.dumps({
+        "model_spec": json_format.MessageToDict(response.model_spec, **options),
+        "metadata": {SIGNATURE_DEF_FIELD: json_format.MessageToDict(signature_map, **options)},
+    }, indent=1)
+
+
+class RestHandler:
+    """ProcessRequest: one HTTP request to one core call, synchronous (run off the loop)."""
+
+    def __init__(self, core: ServingCore) -> None:
+        self._core = core
+
+    def process(self, method: str, path: str, body: bytes, outcome: RequestOutcome) -> str:
+        matched, name, version, label, verb = parse_model_path(method, path)
+        if not matched:
+            raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
+        spec = _model_spec(name, version, label)
+        if method == "POST":
+            handler: Callable[[model_pb2.ModelSpec, bytes, RequestOutcome], str] | None = {
+                "predict": self._predict, "classify": self._classify, "regress": self._regress,
+            }.get(verb)
+            if handler is None:
+                raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
+            return handler(spec, body, outcome)
+        if not name:
+            raise ServingError(Code.INVALID_ARGUMENT, "Missing model name in request.")
+        if verb == "metadata":
+            request = get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=spec, metadata_field=[SIGNATURE_DEF_FIELD])
+            response = self._core.get_model_metadata(request)
+            outcome.version = str(response.model_spec.version.value)
+            return metadata_to_json(response)
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
+        return status_to_json(self._core.get_model_status(request))
+
+    def _predict(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome) -> str:
+        request = predict_pb2.PredictRequest(model_spec=spec)
+
+        def get_inputs(signature: str):
+            return self._core.signature_inputs(request.model_spec, signature)
+
+        fmt = json_tensor.fill_predict_request(body, get_inputs, request)
+        response = self._core.predict(request)
+        outcome.version = str(response.model_spec.version.value)
+        outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+        return json_tensor.make_json_from_tensors(outputs, fmt)
+
+    def _classify(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome) -> str:
+        request = classification_pb2.ClassificationRequest(model_spec=spec)
+        json_tensor.fill_classify_regress_request(body, request)
+        response = self._core.classify(request)
+        outcome.version = str(response.model_spec.version.value)
+        return json_tensor.make_json_from_classification(response.result)
+
+    def _regress(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome) -> str:
+        request = regression_pb2.RegressionRequest(model_spec=spec)
+        json_tensor.fill_classify_regress_request(body, request)
+        response = self._core.regress(request)
+        outcome.version = str(response.model_spec.version.value)
+        return json_tensor.make_json_from_regression(response.result)
+
+
+def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
+               timeout_in_ms: int, max_body_bytes: int) -> web.Application:
+    """The aiohttp application serving /v1/... and the Prometheus endpoint."""
+    handler = RestHandler(core)
+    known_models = set(core.manager.model_names)
+
+    async def metrics_endpoint(request: web.Request) -> web.Response:
+        metrics.set_loaded(core.manager.loaded_versions())
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def api(request: web.Request) -> web.Response:
+        path = request.raw_path.split("?", 1)[0]
+        matched = PREDICTION_PATH.fullmatch(path) or STATUS_PATH.fullmatch(path)
+        raw_name = urllib.parse.unquote(matched.group(1) or "") if matched else ""
+        model_label = raw_name if raw_name in known_models else "<unknown>"
+        api_name = (matched.groups()[-1] or "status").lower() if matched else "unknown"
+        with metrics.track(model_label, api_name, "REST") as outcome:
+            try:
+                body = await request.read()
+                loop = asyncio.get_running_loop()
+                work = loop.run_in_executor(executor, handler.process, request.method, path,
+                                            body, outcome)
+                timeout = timeout_in_ms / 1000 if timeout_in_ms > 0 else None
+                text = await asyncio.wait_for(work, timeout)
+                return _json_response(200, text)
+            except web.HTTPRequestEntityTooLarge:
+                outcome.status = "RESOURCE_EXHAUSTED"
+                return _json_response(413, json_tensor.make_json_from_error(
+                    f"Request body too large: more than {max_body_bytes} bytes"))
+            except asyncio.TimeoutError:
+                outcome.status = Code.DEADLINE_EXCEEDED.name
+                return _error_response(ServingError(
+                    Code.DEADLINE_EXCEEDED, f"Deadline Exceeded: request took longer than "
+                    f"{timeout_in_ms} ms"))
+            except ServingError as e:
+                outcome.status = e.code.name
+                return _error_response(e)
+            except Exception as e:  # noqa: BLE001 - never let a request kill the server
+                outcome.status = Code.INTERNAL.name
+                return _error_response(ServingError(Code.INTERNAL, f"Internal error: {e}"))
+
+    app = web.Application(client_max_size=max_body_bytes)
+    app.router.add_route("GET", METRICS_PATH, metrics_endpoint)
+    app.router.add_route("*", "/v1/{tail:.*}", api)
+    app.router.add_route("*", "/v1", api)
+    return app
