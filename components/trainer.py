@@ -32,15 +32,19 @@ def run_fn(fn_args: FnArgs) -> None:
     train_ds = dataset.batched(train_examples, batch_size, int(hp.get("shuffle_buffer", 1000)), hp.get("seed"))
     eval_ds = dataset.batched(eval_examples, batch_size)
 
-    model = build_cnn_basic()
+    strategy = training.make_strategy(hp.get("distribution_strategy", "default"))
+    with strategy.scope():
+        model = build_cnn_basic()
+        optimizer = training.make_optimizer(float(hp.get("learning_rate", 1e-3)), epochs * -(-num_train // batch_size))
     model.summary(print_fn=lambda line, *_: print(line, flush=True))
-    steps = epochs * -(-num_train // batch_size)
-    optimizer = training.make_optimizer(float(hp.get("learning_rate", 1e-3)), steps)
     log_dir = fn_args.model_run_dir
     if hp.get("training_loop", "custom") == "fit":
-        history = training.train_fit(model, train_ds, eval_ds, epochs, optimizer, num_train, log_dir)
+        with strategy.scope():
+            history = training.train_fit(model, train_ds, eval_ds, epochs, optimizer, num_train, log_dir)
     else:
-        history = training.train_custom_loop(model, train_ds, eval_ds, epochs, optimizer, log_dir)
+        history = training.train_custom_loop(
+            model, train_ds, eval_ds, epochs, optimizer, num_train, log_dir, strategy=strategy
+        )
     training.save_history(history, Path(log_dir) / HISTORY_FILE)
     export.export_serving_model(model, tft_output, fn_args.serving_model_dir)
 

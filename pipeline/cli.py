@@ -13,6 +13,8 @@ COMMANDS = {
     "run": "run the TFX pipeline locally on Apache Beam",
     "serve": "serve pushed models over the TensorFlow Serving REST/gRPC API",
     "predict": "ask a running server (REST or gRPC) to classify images",
+    "compile": "compile the pipeline for Kubeflow Pipelines / Vertex AI",
+    "report": "write an HTML report of the latest run",
 }
 
 
@@ -37,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         from serving import predict_cli
 
         return predict_cli.main(rest, default_data_dir=str(home / "data"))
+    if command == "compile":
+        from pipeline import kubeflow_runner
+
+        return kubeflow_runner.main(rest)
+    if command == "report":
+        from pipeline import report
+
+        return report.main(rest, default_home=str(home))
     return run_main(rest)
 
 
@@ -53,6 +63,8 @@ def run_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, help=f"batch size (default {defaults['batch_size'].default})")
     add("--learning-rate", type=float, help=f"Adam's initial learning rate (default {defaults['learning_rate'].default})")
     add("--training-loop", choices=("custom", "fit"), help="GradientTape loop (default) or Keras fit")
+    add("--distribution-strategy", choices=("default", "mirrored", "multi_worker_mirrored"),
+        help="tf.distribute strategy for training (multi_worker_mirrored reads TF_CONFIG)")
     add("--min-accuracy", type=float,
         help=f"bless only at or above this test accuracy (default {defaults['min_accuracy'].default})")
     add("--max-accuracy-drop", type=float, help="tolerated accuracy drop against the last blessed model (default 0)")

@@ -43,6 +43,7 @@ class PipelineConfig:
     shuffle_buffer: int = 1000
     seed: int = 42
     training_loop: str = "custom"  # "custom" (GradientTape) or "fit" (Keras compile/fit)
+    distribution_strategy: str = "default"  # "default", "mirrored", "multi_worker_mirrored" (TF_CONFIG)
     # Evaluation gates.
     min_accuracy: float = 0.992
     max_accuracy_drop: float = 0.0
@@ -57,6 +58,11 @@ class PipelineConfig:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.training_loop not in ("custom", "fit"):
             raise ValueError(f"training_loop must be 'custom' or 'fit', got {self.training_loop!r}")
+        if self.distribution_strategy not in ("default", "mirrored", "multi_worker_mirrored"):
+            raise ValueError(
+                "distribution_strategy must be 'default', 'mirrored' or 'multi_worker_mirrored', "
+                f"got {self.distribution_strategy!r}"
+            )
 
     @property
     def data_dir(self) -> Path:
@@ -83,6 +89,7 @@ class PipelineConfig:
             "shuffle_buffer": self.shuffle_buffer,
             "seed": self.seed,
             "training_loop": self.training_loop,
+            "distribution_strategy": self.distribution_strategy,
         }
 
     @classmethod

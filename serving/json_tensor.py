@@ -69,7 +69,7 @@ _PARSE_ERRORS = {
 }
 
 
-def _reject_duplicate_free(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _first_value_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """Object hook keeping the first value of a repeated key, as rapidjson's FindMember does."""
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -77,7 +77,14 @@ def _reject_duplicate_free(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicate_free)
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("Number too big to be stored in double.")
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_first_value_wins, parse_float=_parse_float)
 
 
 def parse_json(body: bytes | str) -> dict[str, Any]:
@@ -104,6 +111,8 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
                            f"JSON Parse error: {reason} at offset: {offset + e.pos}")
     except RecursionError:
         raise ServingError(Code.INVALID_ARGUMENT, "JSON Parse error: nesting too deep")
+    except ValueError as e:  # an overflowing number, or an integer too long to convert
+        raise ServingError(Code.INVALID_ARGUMENT, f"JSON Parse error: {e}")
     if not isinstance(doc, dict):
         raise ServingError(Code.INVALID_ARGUMENT, f"JSON Value: {debug_string(doc)} Is not object")
     return doc
@@ -260,6 +269,7 @@ def make_tensor_proto(val: Any, dtype: int) -> tuple[tensor_pb2.TensorProto, int
     values: list = []
     _fill_values(val, 0, shape, dtype, values)
     tensor = tensor_pb2.TensorProto(dtype=dtype)
+    tensor.tensor_shape.SetInParent()
     for size in shape:
         tensor.tensor_shape.dim.add(size=size)
     field = _VAL_FIELD.get(dtype)
@@ -507,9 +517,13 @@ def format_decimal(value: float, double: bool) -> str:
 
 def _write_values(array: np.ndarray, as_bytes: bool) -> str:
     """A (sub)tensor as JSON text, nesting lists by its shape."""
-    if array.ndim == 0:
-        return _write_scalar(array.item(), array.dtype, as_bytes)
-    return "[" + ", ".join(_write_values(sub, as_bytes) for sub in array) + "]"
+    return _write_nested(array.tolist(), array.dtype, as_bytes)
+
+
+def _write_nested(value: Any, dtype: np.dtype, as_bytes: bool) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_write_nested(v, dtype, as_bytes) for v in value) + "]"
+    return _write_scalar(value, dtype, as_bytes)
 
 
 def _write_scalar(value: Any, dtype: np.dtype, as_bytes: bool) -> str:
@@ -562,9 +576,11 @@ def make_json_from_tensors(outputs: Mapping[str, np.ndarray], fmt: Format) -> st
                                f"Tensor name: {name} has inconsistent batch size: "
                                f"{array.shape[0]} expecting: {batch}")
         batch = array.shape[0]
+    lists = {n: outputs[n].tolist() for n in names}
     rows = []
     for i in range(batch):
-        items = [_write_values(outputs[n][i], _is_bytes_output(n, outputs[n])) for n in names]
+        items = [_write_nested(lists[n][i], outputs[n].dtype, _is_bytes_output(n, outputs[n]))
+                 for n in names]
         if many:
             rows.append("{" + ", ".join(f"{json.dumps(n)}: {v}" for n, v in zip(names, items)) + "}")
         else:

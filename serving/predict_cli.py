@@ -7,7 +7,6 @@ Over REST (the default) it imports no TensorFlow; `--grpc HOST:PORT` uses gRPC i
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import sys
 from typing import Iterator
@@ -22,29 +21,12 @@ from components.features import (
     SIGNATURE_IMAGE_BYTES,
     SIGNATURE_PIXELS,
 )
+from components.idx import DataFileError, read_idx
 from serving.client import GrpcClient, RestClient, ServingClientError, b64
 
 TEST_IMAGES_FILE = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS_FILE = "t10k-labels-idx1-ubyte.gz"
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CHUNK = 100  # images per request
-
-
-def read_idx(path: str) -> np.ndarray:
-    """An IDX file (optionally gzip'd) as a numpy array."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    offset = 4 + 4 * ndim
-    count = int(np.prod(shape)) if shape else 1
-    if len(data) - offset != count * dtype.itemsize:
-        raise ValueError(f"{path}: expected {count} values of {dtype}, file size disagrees")
-    return np.frombuffer(data, dtype, count, offset).reshape(shape)
 
 
 def _chunks(n: int) -> Iterator[slice]:
@@ -118,9 +100,9 @@ def main(argv: list[str], default_data_dir: str) -> int:
                 encoded.append(f.read())
         pixels = labels = None
         if args.test_images:
-            pixels = read_idx(os.path.join(args.data_dir, TEST_IMAGES_FILE))[: args.test_images]
-            labels = read_idx(os.path.join(args.data_dir, TEST_LABELS_FILE))[: args.test_images]
-    except (OSError, ValueError) as e:
+            pixels = read_idx(os.path.join(args.data_dir, TEST_IMAGES_FILE), ndim=3)[: args.test_images]
+            labels = read_idx(os.path.join(args.data_dir, TEST_LABELS_FILE), ndim=1)[: args.test_images]
+    except (OSError, DataFileError) as e:
         print(f"mnist-tfx predict: {e}", file=sys.stderr)
         return 2
     try:

@@ -187,8 +187,13 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
                 outcome.status = Code.INTERNAL.name
                 return _error_response(ServingError(Code.INTERNAL, f"Internal error: {e}"))
 
+    async def not_found(request: web.Request) -> web.Response:
+        return _json_response(404, json_tensor.make_json_from_error(
+            f"Not found: {request.method} {request.raw_path.split('?', 1)[0]}"))
+
     app = web.Application(client_max_size=max_body_bytes)
     app.router.add_route("GET", METRICS_PATH, metrics_endpoint)
     app.router.add_route("*", "/v1/{tail:.*}", api)
     app.router.add_route("*", "/v1", api)
+    app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -8,11 +8,13 @@ for shapes, so a request tensor is handed over as it came, after a dtype check.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
+from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.json_tensor import dtype_string
@@ -29,8 +31,12 @@ def read_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
     model = saved_model_pb2.SavedModel()
     pb, pbtxt = os.path.join(path, "saved_model.pb"), os.path.join(path, "saved_model.pbtxt")
     if os.path.exists(pb):
-        with open(pb, "rb") as f:
-            model.ParseFromString(f.read())
+        with open(pb, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # protobuf warns on truncated data
+            try:
+                model.ParseFromString(f.read())
+            except (DecodeError, RuntimeWarning) as e:
+                raise ServingError(Code.DATA_LOSS, f"Failed to parse SavedModel {pb}: {e}") from e
     elif os.path.exists(pbtxt):
         with open(pbtxt) as f:
             text_format.Parse(f.read(), model)

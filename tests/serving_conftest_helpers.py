@@ -44,6 +44,11 @@ model_config_list {{
 """
 
 
+def single_model_config(name: str, base_path: Path | str) -> str:
+    return (f'model_config_list {{ config {{ name: "{name}" base_path: "{base_path}" '
+            f'model_platform: "tensorflow" }} }}')
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,7 +77,7 @@ def wait_until_ready(rest_url: str, model: str, timeout: float = 120.0) -> None:
 @contextlib.contextmanager
 def serve_in_process(config_text: str, poll_seconds: float = 1.0,
                      batching_parameters: str | None = None,
-                     timeout_in_ms: int = 30000) -> Iterator[RunningServer]:
+                     max_request_bytes: int | None = None) -> Iterator[RunningServer]:
     """Our ModelServer in this process on free loopback ports."""
     from serving.model_manager import parse_model_server_config
     from serving.server import ModelServer, ServerOptions
@@ -80,7 +85,9 @@ def serve_in_process(config_text: str, poll_seconds: float = 1.0,
     options = ServerOptions(
         models=parse_model_server_config(config_text), port=free_port(),
         rest_api_port=free_port(), file_system_poll_wait_seconds=poll_seconds,
-        batching_parameters_text=batching_parameters, rest_api_timeout_in_ms=timeout_in_ms)
+        batching_parameters_text=batching_parameters)
+    if max_request_bytes is not None:
+        options.max_request_bytes = max_request_bytes
     server = ModelServer(options)
     server.start()
     try:

@@ -1,0 +1,31 @@
+# Two commands: `make run` (set up, then run the pipeline on all 70,000 images) and `make test`.
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+UV = $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
+
+.PHONY: setup run test test-fast data lock clean-venv
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(BIN)/mnist-tfx data
+	$(BIN)/mnist-tfx run
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+data: setup
+	$(BIN)/mnist-tfx data
+
+# Re-resolve requirements.lock from pyproject.toml (needs a uv; set-up installs one in .venv).
+lock: setup
+	$(UV) pip compile pyproject.toml --all-extras --generate-hashes \
+	  --python $(BIN)/python -o requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

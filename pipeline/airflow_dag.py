@@ -1,0 +1,34 @@
+"""Airflow DAG ``mnist-tfx``: the same pipeline as ``mnist-tfx run``, one task per component.
+
+Airflow imports this file (a symlink to it in the DAGs folder; ``make airflow`` sets that up).
+Paths, data limits and hyper-parameters come from ``MNIST_TFX_*`` variables, as for
+``mnist-tfx run``; ``MNIST_TFX_SCHEDULE`` is a cron expression or preset (default ``@daily``;
+``none`` = triggered runs only). Runs do not catch up on missed intervals. The import takes about
+a minute (TFX), so raise Airflow's DagBag and DAG-processor import timeouts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
+
+from pipeline.configs import PipelineConfig
+from pipeline.pipeline import create_pipeline
+
+SCHEDULE_ENV = "MNIST_TFX_SCHEDULE"
+START_DATE = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def schedule() -> str | None:
+    """``$MNIST_TFX_SCHEDULE``: a cron expression or preset, ``none`` for none; ``@daily`` if unset."""
+    value = os.environ.get(SCHEDULE_ENV, "").strip() or "@daily"
+    return None if value.lower() == "none" else value
+
+
+DAG = AirflowDagRunner(
+    AirflowPipelineConfig(
+        airflow_dag_config={"schedule": schedule(), "start_date": START_DATE, "catchup": False}
+    )
+).run(create_pipeline(PipelineConfig.from_env()))

@@ -1,0 +1,91 @@
+"""The lineage of the pushed model in MLMD: which executions and artifacts produced it.
+
+From the Pusher's input Model, walk upwards: the execution that produced an artifact (for a cached
+component, the first execution that output it), then that execution's inputs, and so on, up to
+ExampleGen. Each step lists its execution id, node, state and its input artifacts with their URIs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import run_record
+
+_INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+_OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactRef:
+    artifact_id: int
+    type: str
+    key: str  # the input's name at the consuming execution (examples, transform_graph, …)
+    uri: str
+    producer_id: int | None  # the execution that produced it
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    execution_id: int
+    node_id: str
+    state: str
+    inputs: list[ArtifactRef]
+
+
+@dataclasses.dataclass(frozen=True)
+class Lineage:
+    model: ArtifactRef  # the Pusher's input Model
+    steps: list[Step]  # the producing executions, newest first (Trainer … ExampleGen)
+
+
+def latest_run_id(store: metadata_store.MetadataStore) -> str | None:
+    """The name of the newest ``pipeline_run`` context (the run id), or None without a run."""
+    runs = store.get_contexts_by_type("pipeline_run")
+    return max(runs, key=lambda c: c.id).name if runs else None
+
+
+def _key(event: metadata_store_pb2.Event) -> str:
+    return next((step.key for step in event.path.steps if step.HasField("key")), "")
+
+
+def _producer(store: metadata_store.MetadataStore, artifact_id: int) -> int | None:
+    events = store.get_events_by_artifact_ids([artifact_id])
+    outputs = [e.execution_id for e in events if e.type in _OUTPUTS]
+    return min(outputs) if outputs else None
+
+
+def _inputs(store: metadata_store.MetadataStore, execution_id: int, types: dict[int, str]) -> list[ArtifactRef]:
+    events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in _INPUTS]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])} if events else {}
+    refs = [
+        ArtifactRef(a.id, types.get(a.type_id, "?"), _key(e), a.uri, _producer(store, a.id))
+        for e in events
+        for a in [artifacts[e.artifact_id]]
+    ]
+    return sorted(refs, key=lambda r: (r.key, r.artifact_id))
+
+
+def pushed_model_lineage(store: metadata_store.MetadataStore, pusher_execution_id: int,
+                         pipeline_name: str) -> Lineage | None:
+    """The lineage of the Model the given Pusher execution took, or None if it took none."""
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    model = next((r for r in _inputs(store, pusher_execution_id, types) if r.type == "Model"), None)
+    if model is None:
+        return None
+    steps: list[Step] = []
+    pending = [model.producer_id] if model.producer_id is not None else []
+    seen: set[int] = set()
+    while pending:
+        execution_id = pending.pop(0)
+        if execution_id in seen:
+            continue
+        seen.add(execution_id)
+        [execution] = store.get_executions_by_id([execution_id])
+        record = run_record._record(execution, run_record._node_id(store, execution_id, pipeline_name))
+        inputs = _inputs(store, execution_id, types)
+        steps.append(Step(execution_id, record.node_id, record.state, inputs))
+        pending += [r.producer_id for r in inputs if r.producer_id is not None]
+    return Lineage(model, sorted(steps, key=lambda s: -s.execution_id))

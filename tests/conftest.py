@@ -1,0 +1,49 @@
+"""Shared fixtures: real MNIST in a temporary home, and one real pipeline run on a slice."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# A slice big enough for a model that clearly learns (≈85 % after one epoch), small enough for CI.
+SLICE_ARGS = ["--train-limit", "1000", "--eval-limit", "300", "--epochs", "1", "--min-accuracy", "0.5"]
+
+
+@dataclasses.dataclass
+class CliRun:
+    returncode: int
+    output: str
+
+
+def mnist_tfx(*args: str, home: Path, timeout: float = 900) -> CliRun:
+    """Runs the real console script in a subprocess (fresh TF/TFX state), output captured."""
+    env = {**os.environ, "MNIST_TFX_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "mnist-tfx"), *args],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+    )
+    return CliRun(done.returncode, done.stdout)
+
+
+@pytest.fixture(scope="session")
+def slice_home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, CliRun]:
+    """A home after one real `mnist-tfx run` of the whole pipeline on a slice."""
+    home = tmp_path_factory.mktemp("home")
+    (home / "data").symlink_to(data_dir, target_is_directory=True)
+    run = mnist_tfx("run", "--home", str(home), *SLICE_ARGS, home=home)
+    assert run.returncode == 0, run.output[-5000:]
+    return home, run
+
+
+@pytest.fixture(scope="session")
+def pushed_mnist_model(slice_home: tuple[Path, CliRun]) -> Path:
+    """``<home>/serving_model/mnist`` holding the model the slice run pushed."""
+    base = slice_home[0] / "serving_model" / "mnist"
+    assert any(p.name.isdigit() for p in base.iterdir()), f"nothing pushed to {base}"
+    return base
