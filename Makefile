@@ -13,7 +13,8 @@ run: setup
 	$(BIN)/mnist-tfx data
 	$(BIN)/mnist-tfx run
 
-test: setup
+test:
+	@bash scripts/setup.sh test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

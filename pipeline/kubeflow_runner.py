@@ -43,10 +43,10 @@ def main(argv: list[str]) -> int:
     compile_parser = parser()
     args = compile_parser.parse_args(argv)
     out = Path(args.out)
-    if out.suffix not in SUFFIXES:
-        compile_parser.error(f"--out must end in one of {', '.join(SUFFIXES)}, got {args.out!r}")
     if out.is_dir():
         compile_parser.error(f"--out {args.out!r} is a directory")
+    if out.suffix not in SUFFIXES:
+        compile_parser.error(f"--out must end in one of {', '.join(SUFFIXES)}, got {args.out!r}")
     if not args.image.strip():
         compile_parser.error("--image must not be empty")
     compile_args = ("target", "out", "image", "pipeline_root")

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs, report_html, report_lineage, run_record, run_summary
 
@@ -197,13 +198,12 @@ def _evaluation_pictures(evaluation: Evaluation) -> list[Picture]:
 def _gallery(config: configs.PipelineConfig, store, summary: run_summary.RunSummary, by_id: dict,
              evaluation: Evaluation) -> Picture:
     """Runs the pushed model (else the Evaluator's candidate) on the test images the Evaluator saw."""
-    from components import mnist_data
     from pipeline import report_plots
 
     model_dir, which = summary.pushed_path, f"the pushed model (version {summary.pushed_version})"
     if model_dir is None:
         model_dir, which = _candidate_model(store, by_id), "the evaluated, unpushed candidate model"
-    images, labels = mnist_data.load(config.data_dir, "t10k")
+    images, labels = _mnist(config, "t10k")
     images, labels = images[: evaluation.example_count], labels[: evaluation.example_count]
     predicted = predict_digits(model_dir, images)
     wrong = np.flatnonzero(predicted != labels)
@@ -218,7 +218,7 @@ def _candidate_model(store, by_id: dict) -> str:
     if "Evaluator" not in by_id:
         raise MissingInput("no Evaluator execution")
     events = store.get_events_by_execution_ids([by_id["Evaluator"].execution_id])
-    ids = [e.artifact_id for e in events if e.type == e.INPUT and e.path.steps and e.path.steps[0].key == "model"]
+    ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == "model"]
     if not ids:
         raise MissingInput("the Evaluator took no model")
     uri = Path(store.get_artifacts_by_id(ids[:1])[0].uri)
@@ -240,15 +240,21 @@ def predict_digits(model_dir: str, images: np.ndarray) -> np.ndarray:
 
 
 def _data_grid(config: configs.PipelineConfig, out: Path) -> Picture:
-    from components import data_grid, mnist_data
+    from components import data_grid
 
-    try:
-        images, labels = mnist_data.load(config.data_dir, "train")
-    except mnist_data.MnistDataError as err:
-        raise MissingInput(str(err)) from None
+    images, labels = _mnist(config, "train")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "data_grid.png"
     data_grid.save_grid(images, labels, path, GRID_IMAGES)
     return Picture("data_grid", "Training data",
                    f"The first {GRID_IMAGES} official training images as ExampleGen reads them, titled with their labels.",
                    path.read_bytes())
+
+
+def _mnist(config: configs.PipelineConfig, part: str) -> tuple[np.ndarray, np.ndarray]:
+    from components import mnist_data
+
+    try:
+        return mnist_data.load(config.data_dir, part)
+    except mnist_data.MnistDataError as err:
+        raise MissingInput(str(err)) from None

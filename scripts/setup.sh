@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Idempotent set-up: Python 3.10 venv in .venv (with pip), pinned deps from requirements.lock via uv,
 # and this project installed editable. Re-runs take a second when nothing changed.
+# `setup.sh test` also installs what only the tests need: Debian's chromium + chromedriver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "test" ]] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver (browser tests)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: chromium/chromedriver missing and not root: browser tests will be skipped" >&2
+  fi
+fi
 
 VENV=.venv
 STAMP="$VENV/.setup-stamp"

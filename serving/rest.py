@@ -29,6 +29,7 @@ from serving import json_tensor
 from serving.core import SIGNATURE_DEF_FIELD, ServingCore
 from serving.metrics import CONTENT_TYPE, METRICS_PATH, Metrics, RequestOutcome
 from serving.status import Code, ServingError
+from serving.ui import add_ui_routes
 
 PREDICTION_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
@@ -148,7 +149,7 @@ class RestHandler:
 
 def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
                timeout_in_ms: int, max_body_bytes: int) -> web.Application:
-    """The aiohttp application serving /v1/... and the Prometheus endpoint."""
+    """The aiohttp application: /v1/..., the Prometheus endpoint and the /ui page."""
     handler = RestHandler(core)
     known_models = set(core.manager.model_names)
 
@@ -195,5 +196,6 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
     app.router.add_route("GET", METRICS_PATH, metrics_endpoint)
     app.router.add_route("*", "/v1/{tail:.*}", api)
     app.router.add_route("*", "/v1", api)
+    add_ui_routes(app)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -342,12 +342,21 @@ def test_grpc_wrong_dtype_is_invalid_argument(stubs):
 
 # ------------------------------------------------------------------ metrics
 
-def test_prometheus_metrics(server, http):
+def test_prometheus_metrics(server, http, stubs):
     if server.kind != "mnist-tfx":
         pytest.skip("TF Serving exports metrics only with a monitoring config")
     ok_json(http("POST", MODEL + ":predict", {"instances": [1.0]}))
+    stubs[1].GetModelStatus(_spec(get_model_status_pb2.GetModelStatusRequest()), timeout=10)
     text = http("GET", "/monitoring/prometheus/metrics").text
     assert (f':tensorflow:serving:request_count_total{{api="predict",entrypoint="REST",'
             f'model_name="{TWO_VERSIONS}",model_version="123",status="OK"}}') in text
     assert ":tensorflow:serving:request_latency_bucket{" in text
     assert 'entrypoint="GRPC"' in text
+
+
+def test_ui_page_and_unknown_paths(server, http):
+    if server.kind != "mnist-tfx":
+        pytest.skip("the /ui page is this project's addition")
+    page = http("GET", "/ui")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "Not found" in error(http("GET", "/nowhere"), 404)

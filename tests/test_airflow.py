@@ -1,0 +1,146 @@
+"""The Airflow DAG under real ``airflow`` commands, in a temporary home set up by scripts/airflow.sh.
+
+Each command parses the DAG file (about a minute: TFX imports). Tests in this module share one
+home and one SQLite Airflow database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+DAG_ID = "mnist-tfx"
+TASKS = {
+    "MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
+    "latest_blessed_model_resolver", "Evaluator", "Pusher",
+}
+SLICE_ENV = {
+    "MNIST_TFX_TRAIN_LIMIT": "200",
+    "MNIST_TFX_EVAL_LIMIT": "100",
+    "MNIST_TFX_EPOCHS": "1",
+    "MNIST_TFX_MIN_ACCURACY": "0.05",
+}
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    """This process's environment without Airflow or mnist-tfx settings, plus a slice in ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MNIST_TFX_"))}
+    return {**env, **SLICE_ENV, "MNIST_TFX_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _setup(home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "scripts/airflow.sh"], cwd=REPO, env=_clean_env(home),
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def _airflow(home: Path, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    """``airflow ARGS`` in the environment that ``source <home>/airflow/env.sh`` gives."""
+    script = f'source "{home}/airflow/env.sh" && exec airflow "$@"'
+    return subprocess.run(
+        ["bash", "-c", script, "airflow", *args], cwd=REPO, env={**_clean_env(home), **env},
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def _json_list(stdout: str) -> list[dict]:
+    """The JSON list an ``airflow … -o json`` command printed after its log lines."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("["):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    raise AssertionError(f"no JSON list in:\n{stdout[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A project home with the verified MNIST data and ``make airflow`` done in it."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    (home / "data").symlink_to(data_dir, target_is_directory=True)
+    done = _setup(home)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return home
+
+
+def test_setup_links_the_dag_writes_the_environment_and_is_idempotent(airflow_home: Path) -> None:
+    airflow_dir = airflow_home / "airflow"
+    link = airflow_dir / "dags" / "mnist_tfx_dag.py"
+    assert link.is_symlink() and link.resolve() == REPO / "pipeline" / "airflow_dag.py"
+    assert list((airflow_dir / "dags").iterdir()) == [link]  # Airflow parses nothing else
+    env_file = (airflow_dir / "env.sh").read_text()
+    for line in (
+        f"export AIRFLOW_HOME={airflow_dir}",
+        f"export AIRFLOW__CORE__DAGS_FOLDER={airflow_dir / 'dags'}",
+        "export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=600",
+        "export AIRFLOW__CORE__DAG_FILE_PROCESSOR_TIMEOUT=600",
+        "export AIRFLOW__CORE__LOAD_EXAMPLES=False",
+        f"export MNIST_TFX_HOME={airflow_home}",
+        "export MNIST_TFX_TRAIN_LIMIT=200",
+    ):
+        assert line in env_file.splitlines()
+    with sqlite3.connect(airflow_dir / "airflow.db") as db:
+        (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    again = _setup(airflow_home)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "metadata database migrated" in again.stdout
+    assert link.resolve() == REPO / "pipeline" / "airflow_dag.py"
+    with sqlite3.connect(airflow_dir / "airflow.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == (version,)
+
+
+def test_dags_list_shows_the_dag_with_a_daily_schedule(airflow_home: Path) -> None:
+    started = time.monotonic()
+    done = _airflow(airflow_home, "dags", "list", "-o", "json",
+                    "--columns", "dag_id,fileloc,schedule_interval,timetable_description")
+    print(f"airflow dags list: {time.monotonic() - started:.0f} s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Failed to load" not in done.stderr, done.stderr[-3000:]
+    (dag,) = _json_list(done.stdout)
+    assert dag["dag_id"] == DAG_ID
+    assert dag["schedule_interval"] == "@daily"
+    assert dag["timetable_description"] == "At 00:00"
+    assert Path(dag["fileloc"]).name == "mnist_tfx_dag.py"
+
+
+def test_schedule_comes_from_the_environment(airflow_home: Path) -> None:
+    done = _airflow(airflow_home, "dags", "list", "-o", "json", "--columns", "dag_id,schedule_interval",
+                    MNIST_TFX_SCHEDULE="30 4 * * 1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _json_list(done.stdout) == [{"dag_id": DAG_ID, "schedule_interval": "30 4 * * 1"}]
+
+
+def test_one_task_per_component(airflow_home: Path) -> None:
+    done = _airflow(airflow_home, "tasks", "list", DAG_ID)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = [line.strip() for line in done.stdout.splitlines() if line.strip() in TASKS]
+    assert sorted(listed) == sorted(TASKS)
+
+
+def test_dags_test_runs_every_task_to_success_and_pushes_a_model(airflow_home: Path) -> None:
+    started = time.monotonic()
+    done = _airflow(airflow_home, "dags", "test", DAG_ID, "2024-06-01", timeout=1500)
+    print(f"airflow dags test on the slice: {time.monotonic() - started:.0f} s")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    with sqlite3.connect(airflow_home / "airflow" / "airflow.db") as db:
+        states = dict(db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ?", (DAG_ID,)))
+        runs = db.execute("SELECT state FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchall()
+    assert states == {task: "success" for task in TASKS}
+    assert runs == [("success",)]
+    versions = [p for p in (airflow_home / "serving_model" / "mnist").iterdir() if p.name.isdigit()]
+    assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file()
+    # The pipeline wrote its artifacts and metadata where `mnist-tfx run` would.
+    assert (airflow_home / "pipelines" / DAG_ID / "Trainer" / "model").is_dir()
+    assert (airflow_home / "metadata" / DAG_ID / "metadata.sqlite").is_file()
