@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 UV = $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 
-.PHONY: setup run test test-fast data lock clean-venv
+.PHONY: setup run test test-fast data airflow bench lock clean-venv
 
 setup:
 	@bash scripts/setup.sh
@@ -22,6 +22,14 @@ test-fast: setup
 
 data: setup
 	$(BIN)/mnist-tfx data
+
+# Airflow: AIRFLOW_HOME under the home directory, SQLite DB migrated, the DAG visible (docs/orchestration.md).
+airflow: setup
+	@bash scripts/airflow.sh
+
+# Benchmarks (not tests): `make bench`, or `make bench QUICK=1` for a few-minute version.
+bench: setup
+	$(BIN)/python -m bench.run_all $(if $(QUICK),--quick)
 
 # Re-resolve requirements.lock from pyproject.toml (needs a uv; set-up installs one in .venv).
 lock: setup

@@ -1,16 +1,18 @@
-"""Latency of one-example Predict on TF Serving's half_plus_two model: REST and gRPC against
-`mnist-tfx serve` (batching off and on) at 1 and 16 concurrent clients, beside the
-in-process signature call. Prints a table. Not a test.
+"""Serving latency and throughput of one-image Predict: REST and gRPC against `mnist-tfx serve`
+(batching off and on) at 1, 8 and 32 concurrent clients, beside the in-process signature call.
 
-    .venv/bin/python bench/serving_latency.py [--requests 400] [--model-dir DIR]
-
-The server runs in a subprocess; clients are threads in this process, so on a small
-machine clients and server share the CPUs (the numbers include that contention).
+The model is the pushed MNIST model (``--model-base-path``, default ``<home>/serving_model/mnist``),
+one real test image per request to ``serving_default``. In quick mode, when no MNIST model is
+pushed there, TF Serving's half_plus_two fixture stands in (and the output says so).
+The server runs in a subprocess; clients are threads in this process, so on a small machine
+clients and server share the CPUs (the numbers include that contention).
+Writes bench/results/serving_latency.json.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -19,12 +21,48 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = "/work/shared/fixtures/tf_serving_testdata/saved_model_half_plus_two_cpu"
-BATCHING = "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 1000 }\nnum_batch_threads { value: 2 }\n"
+from bench import common
+from components import features
+from pipeline import configs
+
+HALF_PLUS_TWO = Path("/work/shared/fixtures/tf_serving_testdata/saved_model_half_plus_two_cpu")
+CLIENTS = (1, 8, 32)
+BATCHING = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\nnum_batch_threads { value: 2 }\n"
+Call = Callable[[], object]
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """What to serve and the one-example request to send it."""
+
+    name: str
+    base_path: Path
+    input_name: str
+    output_name: str
+    example: np.ndarray  # one example, without the batch dimension
+
+    def rest_body(self) -> str:
+        return json.dumps({"instances": [self.example.tolist()]})
+
+
+def mnist_model(base_path: Path, home: str | None) -> Model:
+    from components import mnist_data
+
+    image = mnist_data.load(common.data_dir(home), "t10k")[0][0].astype(np.float32)
+    return Model(configs.MODEL_NAME, base_path, features.INPUT_IMAGES, features.OUTPUT_PROBABILITIES, image)
+
+
+def half_plus_two_model() -> Model:
+    return Model("half_plus_two", HALF_PLUS_TWO, "x", "y", np.array([1.0], np.float32))
+
+
+def latest_version(base_path: Path) -> Path | None:
+    versions = [p for p in base_path.iterdir() if p.name.isdigit()] if base_path.is_dir() else []
+    return max(versions, key=lambda p: int(p.name), default=None)
 
 
 def free_port() -> int:
@@ -33,33 +71,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir: str, batching: bool, tmp: str) -> tuple[subprocess.Popen, int, int]:
+def start_server(model: Model, batching: bool, tmp: str) -> tuple[subprocess.Popen, int, int]:
+    """`serving.server.main` in a subprocess; returns it with its gRPC and REST ports once serving."""
     grpc_port, rest_port = free_port(), free_port()
-    args = [f"--port={grpc_port}", f"--rest_api_port={rest_port}", "--model_name=half_plus_two",
-            f"--model_base_path={model_dir}"]
+    args = [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_name={model.name}",
+            f"--model_base_path={model.base_path}"]
     if batching:
         params = Path(tmp) / "batching.txt"
         params.write_text(BATCHING)
         args += ["--enable_batching", f"--batching_parameters_file={params}"]
     code = "import sys; from serving.server import main; sys.exit(main(sys.argv[1:], ''))"
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, text=True,
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=common.REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     for line in proc.stdout:
         if "Exporting HTTP/REST API" in line:
             return proc, grpc_port, rest_port
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"server did not start (exit code {proc.wait()})")
 
 
-def measure(make_call, clients: int, total: int) -> tuple[np.ndarray, float]:
-    """Latencies (s) of `total` calls spread over `clients` threads, and the wall time."""
-    per_client = max(1, total // clients)
+def measure(make_call: Callable[[], Call], clients: int, total: int) -> tuple[np.ndarray, float]:
+    """Latencies (s) of about ``total`` calls spread over ``clients`` threads, and their wall time."""
+    per_client = max(4, total // clients)
     latencies: list[list[float]] = [[] for _ in range(clients)]
     barrier = threading.Barrier(clients + 1)
 
     def client(i: int) -> None:
         call = make_call()
-        for _ in range(5):  # warm up the connection
+        for _ in range(3):  # warm up the connection
             call()
         barrier.wait()
         for _ in range(per_client):
@@ -77,77 +116,101 @@ def measure(make_call, clients: int, total: int) -> tuple[np.ndarray, float]:
     return np.array([x for xs in latencies for x in xs]), time.perf_counter() - start
 
 
-def rest_call(port: int):
+def rest_call(model: Model, port: int) -> Callable[[], Call]:
     import requests
 
-    def make():
-        session = requests.Session()
-        url = f"http://127.0.0.1:{port}/v1/models/half_plus_two:predict"
+    body, url = model.rest_body(), f"http://127.0.0.1:{port}/v1/models/{model.name}:predict"
 
-        def call():
-            response = session.post(url, data='{"instances": [[1.0]]}', timeout=30)
+    def make() -> Call:
+        session = requests.Session()
+
+        def call() -> None:
+            response = session.post(url, data=body, timeout=30)
             assert response.status_code == 200, response.text
         return call
     return make
 
 
-def grpc_call(port: int):
+def grpc_call(model: Model, port: int) -> Callable[[], Call]:
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = "half_plus_two"
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]], dtype=tf.float32))
+    request.model_spec.name = model.name
+    request.inputs[model.input_name].CopyFrom(tf.make_tensor_proto(model.example[np.newaxis]))
 
-    def make():
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(
-            grpc.insecure_channel(f"127.0.0.1:{port}"))
+    def make() -> Call:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
         return lambda: stub.Predict(request, timeout=30)
     return make
 
 
-def in_process_call(model_dir: str):
+def in_process_call(model: Model) -> Callable[[], Call]:
     import tensorflow as tf
 
-    version = max((p for p in Path(model_dir).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    signature = tf.saved_model.load(str(version), tags=["serve"]).signatures["serving_default"]
-    x = tf.constant([[1.0]], tf.float32)
-    return lambda: (lambda: signature(x=x)["y"].numpy())
+    signature = tf.saved_model.load(str(latest_version(model.base_path)), tags=["serve"]).signatures["serving_default"]
+    x = tf.constant(model.example[np.newaxis])
+    return lambda: (lambda: signature(**{model.input_name: x})[model.output_name].numpy())
 
 
-def row(label: str, clients: int, latencies: np.ndarray, wall: float) -> str:
-    p50, p99 = np.percentile(latencies, [50, 99]) * 1000
-    return f"| {label:<28} | {clients:>7} | {p50:>8.2f} | {p99:>8.2f} | {len(latencies) / wall:>8.0f} |"
+def stats(latencies: np.ndarray, wall: float) -> dict[str, float]:
+    p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) * 1000
+    return {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "requests_per_second": len(latencies) / wall,
+            "requests": len(latencies)}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per measurement")
-    parser.add_argument("--model-dir", default=DEFAULT_MODEL, help="base path with numeric versions")
-    args = parser.parse_args()
-    lines = ["| path                         | clients | p50 (ms) | p99 (ms) |    req/s |",
-             "|------------------------------|---------|----------|----------|----------|"]
-    make = in_process_call(args.model_dir)
-    for clients in (1, 16):
-        lines.append(row("in-process signature call", clients, *measure(make, clients, args.requests)))
+def choose_model(args) -> tuple[Model, str | None]:
+    """The MNIST model if one is pushed; in quick mode otherwise half_plus_two, with the reason."""
+    base = Path(args.model_base_path or configs.PipelineConfig(
+        **({"home": Path(args.home)} if args.home else {})).serving_model_dir)
+    if latest_version(base) is not None:
+        return mnist_model(base, args.home), None
+    if not args.quick:
+        sys.exit(f"no pushed model in {base}: run `make run` first, or pass --model-base-path")
+    return half_plus_two_model(), f"no MNIST model pushed in {base}; measured TF Serving's half_plus_two fixture"
+
+
+def main() -> None:
+    started = time.perf_counter()
+    p = common.parser(__doc__)
+    p.add_argument("--requests", type=int, help="requests per measurement (default 1000; quick 96)")
+    p.add_argument("--model-base-path", help="pushed model: numeric version directories "
+                                             "(default <home>/serving_model/mnist)")
+    p.add_argument("--home", help="home for the default model path and MNIST data (default: the configured home)")
+    args = p.parse_args()
+    args.requests = args.requests or (96 if args.quick else 1000)
+    model, fallback = choose_model(args)
+    if fallback:
+        print(f"NOTE: {fallback}", flush=True)
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    make = in_process_call(model)
+    results["in-process"] = {n: stats(*measure(make, n, args.requests)) for n in CLIENTS}
     with tempfile.TemporaryDirectory() as tmp:
         for batching in (False, True):
-            proc, grpc_port, rest_port = start_server(args.model_dir, batching, tmp)
+            proc, grpc_port, rest_port = start_server(model, batching, tmp)
             try:
                 mode = "batching on" if batching else "batching off"
-                for name, make in (("REST", rest_call(rest_port)), ("gRPC", grpc_call(grpc_port))):
-                    for clients in (1, 16):
-                        lines.append(row(f"{name}, {mode}", clients,
-                                         *measure(make, clients, args.requests)))
+                for name, make in (("REST", rest_call(model, rest_port)), ("gRPC", grpc_call(model, grpc_port))):
+                    results[f"{name}, {mode}"] = {n: stats(*measure(make, n, args.requests)) for n in CLIENTS}
+                    print(f"{name}, {mode}: done", flush=True)
             finally:
                 proc.terminate()
                 proc.wait(60)
-    print(f"half_plus_two, one example per request, {args.requests} requests per row, "
-          f"{os.cpu_count()} CPUs (clients and server share them)")
-    print("\n".join(lines))
-    return 0
+    rows = [[path, n, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["requests_per_second"]]
+            for path, by_clients in results.items() for n, s in by_clients.items()]
+    print(f"\n{model.name} from {model.base_path}, one example per request, ~{args.requests} requests per row, "
+          f"{os.cpu_count()} CPUs shared by clients and server")
+    print(common.table(rows, ["path", "clients", "p50 ms", "p90 ms", "p99 ms", "req/s"], floatfmt=".2f"))
+    rest_overhead = results["REST, batching off"][1]["p50_ms"] - results["in-process"][1]["p50_ms"]
+    speedup = {proto: results[f"{proto}, batching on"][32]["requests_per_second"]
+               / results[f"{proto}, batching off"][32]["requests_per_second"] for proto in ("REST", "gRPC")}
+    targets = [common.target("serving: REST p50 − in-process p50, 1 client", rest_overhead, "<=", 2, " ms")]
+    targets += [common.target(f"serving: {proto} batching on/off, req/s at 32 clients", value, ">=", 3, "×")
+                for proto, value in speedup.items()]
+    common.write("serving_latency", args, {"model": model.name, "model_base_path": str(model.base_path),
+                                           "fallback": fallback, "paths": results}, targets, started)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,88 +1,88 @@
-"""Training throughput of CNN_Basic on real MNIST, three ways, in one process, same data and batch.
+"""Training throughput of CNN_Basic on real MNIST, several ways, in one process, same data and batch.
 
-custom  - the Trainer's GradientTape loop (@tf.function train_step)
-fit     - Keras compile/fit on the same model and dataset
-eager   - the same loop without tf.function (the seed's step run eagerly)
+custom  - the Trainer's GradientTape loop (components.training.train_custom_loop, @tf.function step)
+fit     - Keras compile/fit on the same model and dataset (components.training.train_fit)
+eager   - the custom loop without tf.function (the seed's step run eagerly)
 
-Median images/s over the measured epochs after one warm-up epoch. Writes bench/results/train_throughput.json.
-Usage: python bench/train_throughput.py [--images N] [--epochs E] [--batch-size B] [--data-dir DIR]
+Median images/s over the epochs after one warm-up epoch; ratios against ``fit``.
+Writes bench/results/train_throughput.json.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from bench import common
 from components import mnist_data, training
 from components.model import build_cnn_basic
-from pipeline import configs
+
+WAYS = ("custom", "fit", "eager")
 
 
-def in_memory_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
+def in_memory_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: int = 1000) -> tf.data.Dataset:
+    """uint8 arrays → the Trainer's (image [28, 28, 1] in [0, 1], label) batches, cached in memory."""
     x = (images.astype(np.float32) / 255.0)[..., np.newaxis]
-    return (
-        tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int64)))
-        .cache()
-        .shuffle(1000, seed=0)
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    ds = tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int64))).cache()
+    if shuffle:
+        ds = ds.shuffle(shuffle, seed=0, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def measure(name: str, train_ds: tf.data.Dataset, test_ds: tf.data.Dataset, epochs: int, n: int) -> list[float]:
+def measure(way: str, train_ds: tf.data.Dataset, test_ds: tf.data.Dataset, epochs: int, n: int) -> list[float]:
+    """Images/s of each epoch of one way, from a freshly seeded model and optimizer."""
     keras.utils.set_random_seed(0)
     model = build_cnn_basic()
     optimizer = keras.optimizers.Adam(1e-3)
     rates: list[float] = []
-    quiet = lambda r: rates.append(r.images_per_second)  # noqa: E731
-    if name == "fit":
-        training.train_fit(model, train_ds, test_ds, epochs, optimizer, n, on_epoch=quiet)
-    elif name == "eager":
-        tf.config.run_functions_eagerly(True)
+    record = lambda r: rates.append(r.images_per_second)  # noqa: E731
+    if way == "fit":
+        training.train_fit(model, train_ds, test_ds, epochs, optimizer, n, on_epoch=record)
+    else:
+        tf.config.run_functions_eagerly(way == "eager")
         try:
-            training.train_custom_loop(model, train_ds, test_ds, epochs, optimizer, n, on_epoch=quiet)
+            training.train_custom_loop(model, train_ds, test_ds, epochs, optimizer, n, on_epoch=record)
         finally:
             tf.config.run_functions_eagerly(False)
-    else:
-        training.train_custom_loop(model, train_ds, test_ds, epochs, optimizer, n, on_epoch=quiet)
     return rates
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=6400)
-    parser.add_argument("--epochs", type=int, default=3, help="including one warm-up epoch")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--data-dir", default=str(configs.PipelineConfig().data_dir))
-    parser.add_argument("--only", nargs="*", default=["custom", "fit", "eager"])
-    args = parser.parse_args()
-    mnist_data.materialize(args.data_dir)
-    images, labels = mnist_data.load(args.data_dir, "train")
-    test_images, test_labels = mnist_data.load(args.data_dir, "t10k")
+    started = time.perf_counter()
+    p = common.parser(__doc__)
+    p.add_argument("--images", type=int, help="training images (default 6400; quick 960)")
+    p.add_argument("--epochs", type=int, help="epochs including one warm-up (default 4; quick 3)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--home", help="home whose data/ holds MNIST (default: the configured home)")
+    p.add_argument("--only", nargs="*", choices=WAYS, default=list(WAYS))
+    args = p.parse_args()
+    args.images = args.images or (960 if args.quick else 6400)
+    args.epochs = args.epochs or (3 if args.quick else 4)
+    data = common.data_dir(args.home)
+    images, labels = mnist_data.load(data, "train")
+    test_images, test_labels = mnist_data.load(data, "t10k")
     train_ds = in_memory_dataset(images[: args.images], labels[: args.images], args.batch_size)
-    test_ds = in_memory_dataset(test_images[:1000], test_labels[:1000], args.batch_size)
+    test_ds = in_memory_dataset(test_images[:1000], test_labels[:1000], args.batch_size, shuffle=0)
     results = {}
-    for name in args.only:
-        started = time.perf_counter()
-        rates = measure(name, train_ds, test_ds, args.epochs, args.images)
-        measured = rates[1:] or rates
-        results[name] = {"images_per_second": statistics.median(measured), "epochs": rates,
-                         "seconds": time.perf_counter() - started}
-        print(f"{name:<8} {results[name]['images_per_second']:8.0f} img/s  (per epoch: {[round(r) for r in rates]})", flush=True)
-    if "fit" in results:
-        for name in results:
-            print(f"{name:<8} / fit = {results[name]['images_per_second'] / results['fit']['images_per_second']:.2f}x")
-    out = Path(__file__).parent / "results" / "train_throughput.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print(f"wrote {out}")
+    for way in args.only:
+        t0 = time.perf_counter()
+        rates = measure(way, train_ds, test_ds, args.epochs, args.images)
+        results[way] = {"images_per_second": statistics.median(rates[1:] or rates), "epochs": rates,
+                        "seconds": time.perf_counter() - t0}
+        print(f"{way:<7} {results[way]['images_per_second']:7.0f} img/s  per epoch {[round(r) for r in rates]}",
+              flush=True)
+    fit = results.get("fit", {}).get("images_per_second")
+    rows = [[way, r["images_per_second"], r["images_per_second"] / fit if fit else None] for way, r in results.items()]
+    print(f"\n{args.images} images, batch {args.batch_size}, median of epochs 2..{args.epochs}")
+    print(common.table(rows, ["way", "images/s", "× fit"], floatfmt=".2f"))
+    ours = results["custom"]["images_per_second"] / fit if "custom" in results and fit else None
+    targets = [common.target("training: custom loop / fit", ours, ">=", 1.0, "×"),
+               common.target("training: custom loop / fit (aim)", ours, ">=", 1.3, "×")]
+    common.write("train_throughput", args, results, targets, started)
 
 
 if __name__ == "__main__":

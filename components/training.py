@@ -30,6 +30,10 @@ class EpochResult:
         )
 
 
+def _print_line(result: EpochResult) -> None:
+    print(result.line(), flush=True)
+
+
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 
 
@@ -59,7 +63,7 @@ def train_custom_loop(
     optimizer: keras.optimizers.Optimizer,
     num_train_images: int,
     log_dir: str | None = None,
-    on_epoch: Callable[[EpochResult], None] = lambda r: print(r.line(), flush=True),
+    on_epoch: Callable[[EpochResult], None] = _print_line,
     strategy: tf.distribute.Strategy | None = None,
 ) -> list[EpochResult]:
     """The seed's loop, corrected: accuracy metrics are accuracies and all metrics reset per epoch.
@@ -136,7 +140,7 @@ def train_fit(
     optimizer: keras.optimizers.Optimizer,
     num_train_images: int,
     log_dir: str | None = None,
-    on_epoch: Callable[[EpochResult], None] = lambda r: print(r.line(), flush=True),
+    on_epoch: Callable[[EpochResult], None] = _print_line,
 ) -> list[EpochResult]:
     """The same model trained with Keras ``compile``/``fit`` (the seed's other path)."""
     model.compile(

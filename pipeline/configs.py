@@ -37,7 +37,7 @@ class PipelineConfig:
     eval_limit: int | None = None
     beam_args: tuple[str, ...] = ()  # e.g. --direct_running_mode=multi_processing
     # Training (the seed's hyper-parameters, corrected loop). See README "Training".
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 32
     learning_rate: float = 1e-3
     shuffle_buffer: int = 1000

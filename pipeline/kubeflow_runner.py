@@ -56,6 +56,7 @@ def main(argv: list[str]) -> int:
     except ValueError as err:
         compile_parser.error(str(err))
 
+    # TFX takes about a minute to import: only once the arguments are known to be good.
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
     from pipeline.pipeline import create_pipeline

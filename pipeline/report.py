@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs, report_html, report_lineage, run_record, run_summary
 
@@ -217,11 +216,11 @@ def _gallery(config: configs.PipelineConfig, store, summary: run_summary.RunSumm
 def _candidate_model(store, by_id: dict) -> str:
     if "Evaluator" not in by_id:
         raise MissingInput("no Evaluator execution")
-    events = store.get_events_by_execution_ids([by_id["Evaluator"].execution_id])
-    ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == "model"]
-    if not ids:
+    inputs = report_lineage.input_artifacts(store, by_id["Evaluator"].execution_id)
+    model = next((a for a in inputs if "model" in a.keys), None)
+    if model is None:
         raise MissingInput("the Evaluator took no model")
-    uri = Path(store.get_artifacts_by_id(ids[:1])[0].uri)
+    uri = Path(model.uri)
     return str(uri / "Format-Serving" if (uri / "Format-Serving").is_dir() else uri)
 
 
@@ -247,7 +246,8 @@ def _data_grid(config: configs.PipelineConfig, out: Path) -> Picture:
     path = out / "data_grid.png"
     data_grid.save_grid(images, labels, path, GRID_IMAGES)
     return Picture("data_grid", "Training data",
-                   f"The first {GRID_IMAGES} official training images as ExampleGen reads them, titled with their labels.",
+                   f"The first {GRID_IMAGES} official training images as ExampleGen reads them, titled with "
+                   "their labels.",
                    path.read_bytes())
 
 

@@ -56,7 +56,7 @@ _TEMPLATE = """<!doctype html>
   <tr><th>execution</th><th>component</th><th>result</th><th>inputs</th></tr>
   {% for step in lineage.steps %}
   <tr><td class="num">{{ step.execution_id }}</td><td>{{ step.node_id }}</td><td class="{{ step.state }}">{{ step.state }}</td>
-      <td>{% for a in step.inputs %}<div>{{ a.key }} ({{ a.type }} {{ a.artifact_id }}{% if a.producer_id is not none %}, from execution {{ a.producer_id }}{% endif %}): <code class="uri">{{ a.uri }}</code></div>{% else %}none{% endfor %}</td></tr>
+      <td>{% for a in step.inputs %}<div>{{ a.keys|join(', ') }} ({{ a.type }} {{ a.artifact_id }}{% if a.producer_id is not none %}, from execution {{ a.producer_id }}{% endif %}): <code class="uri">{{ a.uri }}</code></div>{% else %}none{% endfor %}</td></tr>
   {% endfor %}
 </table>
 {% else %}

@@ -22,7 +22,7 @@ _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_O
 class ArtifactRef:
     artifact_id: int
     type: str
-    key: str  # the input's name at the consuming execution (examples, transform_graph, …)
+    keys: tuple[str, ...]  # its input names at the consuming execution (examples, transform_graph, …)
     uri: str
     producer_id: int | None  # the execution that produced it
 
@@ -47,8 +47,9 @@ def latest_run_id(store: metadata_store.MetadataStore) -> str | None:
     return max(runs, key=lambda c: c.id).name if runs else None
 
 
-def _key(event: metadata_store_pb2.Event) -> str:
-    return next((step.key for step in event.path.steps if step.HasField("key")), "")
+def _keys(event: metadata_store_pb2.Event) -> tuple[str, ...]:
+    """One event can hold several roles, e.g. a model that is both ``model`` and ``baseline_model``."""
+    return tuple(sorted(step.key for step in event.path.steps if step.HasField("key")))
 
 
 def _producer(store: metadata_store.MetadataStore, artifact_id: int) -> int | None:
@@ -57,22 +58,23 @@ def _producer(store: metadata_store.MetadataStore, artifact_id: int) -> int | No
     return min(outputs) if outputs else None
 
 
-def _inputs(store: metadata_store.MetadataStore, execution_id: int, types: dict[int, str]) -> list[ArtifactRef]:
+def input_artifacts(store: metadata_store.MetadataStore, execution_id: int) -> list[ArtifactRef]:
+    """What an execution took, sorted by input name."""
+    types = {t.id: t.name for t in store.get_artifact_types()}
     events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in _INPUTS]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])} if events else {}
     refs = [
-        ArtifactRef(a.id, types.get(a.type_id, "?"), _key(e), a.uri, _producer(store, a.id))
+        ArtifactRef(a.id, types.get(a.type_id, "?"), _keys(e), a.uri, _producer(store, a.id))
         for e in events
         for a in [artifacts[e.artifact_id]]
     ]
-    return sorted(refs, key=lambda r: (r.key, r.artifact_id))
+    return sorted(refs, key=lambda r: (r.keys, r.artifact_id))
 
 
 def pushed_model_lineage(store: metadata_store.MetadataStore, pusher_execution_id: int,
                          pipeline_name: str) -> Lineage | None:
     """The lineage of the Model the given Pusher execution took, or None if it took none."""
-    types = {t.id: t.name for t in store.get_artifact_types()}
-    model = next((r for r in _inputs(store, pusher_execution_id, types) if r.type == "Model"), None)
+    model = next((r for r in input_artifacts(store, pusher_execution_id) if r.type == "Model"), None)
     if model is None:
         return None
     steps: list[Step] = []
@@ -84,8 +86,8 @@ def pushed_model_lineage(store: metadata_store.MetadataStore, pusher_execution_i
             continue
         seen.add(execution_id)
         [execution] = store.get_executions_by_id([execution_id])
-        record = run_record._record(execution, run_record._node_id(store, execution_id, pipeline_name))
-        inputs = _inputs(store, execution_id, types)
+        record = run_record.node_record(execution, run_record.node_id_of(store, execution_id, pipeline_name))
+        inputs = input_artifacts(store, execution_id)
         steps.append(Step(execution_id, record.node_id, record.state, inputs))
         pending += [r.producer_id for r in inputs if r.producer_id is not None]
     return Lineage(model, sorted(steps, key=lambda s: -s.execution_id))

@@ -26,7 +26,8 @@ def connect(metadata_path: Path) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
-def _node_id(store: metadata_store.MetadataStore, execution_id: int, pipeline_name: str) -> str:
+def node_id_of(store: metadata_store.MetadataStore, execution_id: int, pipeline_name: str) -> str:
+    """The pipeline node (component id) an execution belongs to, from its ``node`` context."""
     for context in store.get_contexts_by_execution(execution_id):
         if context.name.startswith(f"{pipeline_name}."):
             return context.name[len(pipeline_name) + 1 :]
@@ -42,10 +43,11 @@ def latest_node_execution(store: metadata_store.MetadataStore, pipeline_name: st
     if not executions:
         return None
     newest = max(executions, key=lambda e: e.id)
-    return _record(newest, node_id)
+    return node_record(newest, node_id)
 
 
-def _record(execution: metadata_store_pb2.Execution, node_id: str) -> NodeRecord:
+def node_record(execution: metadata_store_pb2.Execution, node_id: str) -> NodeRecord:
+    """An execution's state and duration (MLMD's create → last update times)."""
     seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
     return NodeRecord(node_id, STATE_NAMES.get(execution.last_known_state, "UNKNOWN"), seconds, execution.id)
 
@@ -57,7 +59,7 @@ def latest_run(store: metadata_store.MetadataStore, pipeline_name: str) -> list[
         return []
     newest = max(runs, key=lambda c: c.id)
     executions = sorted(store.get_executions_by_context(newest.id), key=lambda e: e.id)
-    return [_record(e, _node_id(store, e.id, pipeline_name)) for e in executions]
+    return [node_record(e, node_id_of(store, e.id, pipeline_name)) for e in executions]
 
 
 def output_artifacts(store: metadata_store.MetadataStore, execution_id: int) -> list[metadata_store_pb2.Artifact]:

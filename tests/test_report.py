@@ -45,7 +45,8 @@ def test_report_holds_the_mlmd_facts(written):
     summary = run_summary.summarize(configs.PipelineConfig(home=home))
     assert len(summary.nodes) >= 8 and not summary.failed()
     for node in summary.nodes:
-        row = f'<tr data-node="{html.escape(node.node_id)}"><td>{html.escape(node.node_id)}</td><td class="{node.state}">{node.state}</td>'
+        name = html.escape(node.node_id)
+        row = f'<tr data-node="{name}"><td>{name}</td><td class="{node.state}">{node.state}</td>'
         assert row in text, node
     assert summary.blessed and '<td id="blessing" class="blessed">BLESSED</td>' in text
     assert f'<td id="pushed-version">{summary.pushed_version}</td>' in text

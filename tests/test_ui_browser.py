@@ -24,7 +24,9 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
 
 from selenium import webdriver  # noqa: E402  (only once the browser is known to exist)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.actions import interaction  # noqa: E402
+from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
+from selenium.webdriver.common.actions.pointer_input import PointerInput  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -106,16 +108,20 @@ def test_drawn_test_digit_is_classified(server, browser, data_dir, tmp_path):
     print(f"\nscreenshot of the drawing page (true label {labels[TEST_IMAGE]}): {screenshot}")
 
 
-def test_mouse_stroke_is_classified(server, browser):
+@pytest.mark.parametrize("kind", [interaction.POINTER_MOUSE, interaction.POINTER_TOUCH])
+def test_pointer_stroke_is_classified(server, browser, kind):
+    """A vertical stroke drawn with the mouse or a finger (real pointer events) becomes a "1"-like bar."""
     open_page(browser, f"{server.rest}/ui")
     pad = browser.find_element(By.ID, "pad")
-    stroke = ActionChains(browser).move_to_element_with_offset(pad, 0, -90).click_and_hold()
-    for _ in range(9):
-        stroke = stroke.move_by_offset(0, 20)
-    stroke.release().perform()
+    actions = ActionBuilder(browser, mouse=PointerInput(kind, kind))
+    actions.pointer_action.move_to(pad, 0, -90).pointer_down()
+    for y in range(-70, 91, 20):  # offsets from the pad's centre
+        actions.pointer_action.move_to(pad, 0, y)
+    actions.pointer_action.pointer_up()
+    actions.perform()
     payload = np.asarray(check_shown_prediction(browser, server))
     ink_rows, ink_columns = np.nonzero(payload)
-    assert ink_rows.max() - ink_rows.min() + 1 == 20  # a vertical bar, scaled to 20 px high
+    assert ink_rows.max() - ink_rows.min() + 1 == 20  # scaled so that the longer side is 20 px
     assert ink_columns.max() - ink_columns.min() + 1 < 10
 
 

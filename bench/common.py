@@ -1,0 +1,92 @@
+"""What every benchmark shares: the machine, MNIST data, tables, targets and the results file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from tabulate import tabulate
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(os.environ.get("MNIST_TFX_BENCH_RESULTS") or Path(__file__).parent / "results")
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser described by the first line of ``doc``, with ``--quick``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small settings that finish in seconds to minutes")
+    return p
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count, load average and versions: the context every number needs."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def data_dir(home: str | None = None) -> Path:
+    """The verified MNIST IDX files of ``home`` (default: the configured home), made if missing."""
+    from components import mnist_data
+    from pipeline import configs
+
+    path = configs.PipelineConfig(**({"home": Path(home)} if home else {})).data_dir
+    mnist_data.materialize(path)
+    return path
+
+
+def target(name: str, value: float | None, op: str, limit: float, unit: str = "") -> dict[str, Any]:
+    """One target: ``value op limit`` (op is "<=" or ">="); ``met`` is None when not measured."""
+    met = None if value is None else (value <= limit if op == "<=" else value >= limit)
+    return {"name": name, "value": value, "op": op, "limit": limit, "unit": unit, "met": met}
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], floatfmt: str = ".1f") -> str:
+    return tabulate(rows, headers=headers, tablefmt="github", floatfmt=floatfmt)
+
+
+def targets_table(targets: list[dict[str, Any]]) -> str:
+    def shown(t: dict[str, Any]) -> list[Any]:
+        value = "—" if t["value"] is None else f"{t['value']:.2f}{t['unit']}"
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
+        return [t["name"], value, f"{t['op']} {t['limit']:g}{t['unit']}", verdict]
+
+    return table([shown(t) for t in targets], ["target", "measured", "goal", ""])
+
+
+def write(name: str, args: argparse.Namespace, results: dict[str, Any], targets: list[dict[str, Any]],
+          started: float) -> Path:
+    """``bench/results/<name>.json``: arguments, machine, results, targets, seconds taken."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    payload = {
+        "name": name,
+        "quick": bool(args.quick),
+        "args": {k: v for k, v in vars(args).items()},
+        "machine": machine(),
+        "results": results,
+        "targets": targets,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    out.write_text(json.dumps(payload, indent=2, default=str))
+    if targets:
+        print(targets_table(targets))
+    print(f"wrote {out}", flush=True)
+    return out
