@@ -1,0 +1,1 @@
+"""Benchmarks, not part of the test suite: `make bench` runs `python -m bench.run_all`."""

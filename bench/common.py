@@ -54,7 +54,8 @@ def data_dir(home: str | None = None) -> Path:
 
 def target(name: str, value: float | None, op: str, limit: float, unit: str = "") -> dict[str, Any]:
     """One target: ``value op limit`` (op is "<=" or ">="); ``met`` is None when not measured."""
-    met = None if value is None else (value <= limit if op == "<=" else value >= limit)
+    value = None if value is None else float(value)
+    met = None if value is None else bool(value <= limit if op == "<=" else value >= limit)
     return {"name": name, "value": value, "op": op, "limit": limit, "unit": unit, "met": met}
 
 
@@ -79,7 +80,7 @@ def write(name: str, args: argparse.Namespace, results: dict[str, Any], targets:
     payload = {
         "name": name,
         "quick": bool(args.quick),
-        "args": {k: v for k, v in vars(args).items()},
+        "args": vars(args),
         "machine": machine(),
         "results": results,
         "targets": targets,

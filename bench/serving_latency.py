@@ -11,6 +11,7 @@ Writes bench/results/serving_latency.json.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -160,7 +161,7 @@ def stats(latencies: np.ndarray, wall: float) -> dict[str, float]:
             "requests": len(latencies)}
 
 
-def choose_model(args) -> tuple[Model, str | None]:
+def choose_model(args: argparse.Namespace) -> tuple[Model, str | None]:
     """The MNIST model if one is pushed; in quick mode otherwise half_plus_two, with the reason."""
     base = Path(args.model_base_path or configs.PipelineConfig(
         **({"home": Path(args.home)} if args.home else {})).serving_model_dir)

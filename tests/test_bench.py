@@ -20,7 +20,7 @@ COMMON_KEYS = {"name", "quick", "args", "machine", "results", "targets", "second
 RESULT_KEYS = {
     "train_throughput": {"custom", "fit", "eager"},
     "input_pipeline": {"iterate", "training", "ratio_iterate", "ratio_training"},
-    "pipeline_times": {"runs", "process_seconds", "rerun_all_cached", "not_trainer_share", "cli_startup_seconds"},
+    "pipeline_times": {"runs", "process_seconds", "rerun_all_cached", "not_trainer_percent", "cli_startup_seconds"},
     "serving_latency": {"model", "fallback", "paths"},
 }
 TARGET_KEYS = {"name", "value", "op", "limit", "unit", "met"}
