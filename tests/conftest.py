@@ -47,3 +47,12 @@ def pushed_mnist_model(slice_home: tuple[Path, CliRun]) -> Path:
     base = slice_home[0] / "serving_model" / "mnist"
     assert any(p.name.isdigit() for p in base.iterdir()), f"nothing pushed to {base}"
     return base
+
+
+@pytest.fixture(scope="session")
+def mnist_server(pushed_mnist_model: Path):
+    """`mnist-tfx serve`'s server, in process on free ports, serving the pushed model as "mnist"."""
+    from tests.serving_conftest_helpers import serve_in_process, single_model_config
+
+    with serve_in_process(single_model_config("mnist", pushed_mnist_model)) as running:
+        yield running

@@ -16,17 +16,10 @@ from components import features
 from components.idx import read_idx
 from serving.client import GrpcClient, RestClient, b64
 from serving.predict_cli import TEST_IMAGES_FILE, main as predict_main
-from tests.serving_conftest_helpers import serve_in_process, single_model_config
 
 pytestmark = pytest.mark.slow
 N = 12
 TOLERANCE = 1e-6
-
-
-@pytest.fixture(scope="module")
-def server(pushed_mnist_model):
-    with serve_in_process(single_model_config("mnist", pushed_mnist_model)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +34,13 @@ def pixels(data_dir) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def rest(server):
-    return RestClient(server.rest, "mnist")
+def rest(mnist_server):
+    return RestClient(mnist_server.rest, "mnist")
 
 
 @pytest.fixture(scope="module")
-def grpc_client(server):
-    client = GrpcClient(server.grpc, "mnist")
+def grpc_client(mnist_server):
+    client = GrpcClient(mnist_server.grpc, "mnist")
     yield client
     client.close()
 
@@ -148,13 +141,13 @@ def test_grpc_equals_rest(rest, grpc_client, pixels):
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
-def test_predict_cli(server, model, pixels, data_dir, tmp_path, capsys, protocol):
+def test_predict_cli(mnist_server, model, pixels, data_dir, tmp_path, capsys, protocol):
     files = []
     for i in range(3):
         path = tmp_path / f"digit{i}.png"
         path.write_bytes(png(pixels[i]))
         files.append(str(path))
-    transport = ["--server", server.rest] if protocol == "rest" else ["--grpc", server.grpc]
+    transport = ["--server", mnist_server.rest] if protocol == "rest" else ["--grpc", mnist_server.grpc]
     assert predict_main([*transport, "--model", "mnist", "--test-images", "5", *files], str(data_dir)) == 0
     lines = capsys.readouterr().out.splitlines()
     expected = in_process(model, features.SIGNATURE_PIXELS,

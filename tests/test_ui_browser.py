@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from components import mnist_data
-from tests.serving_conftest_helpers import serve_in_process, single_model_config
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,12 +30,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 TEST_IMAGE = 0  # the first official test image (a 7)
-
-
-@pytest.fixture(scope="module")
-def server(pushed_mnist_model):
-    with serve_in_process(single_model_config("mnist", pushed_mnist_model)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +57,18 @@ def wait_for_result(browser) -> str:
     return browser.find_element(By.ID, "result").get_attribute("data-state")
 
 
-def server_prediction(server, payload: list) -> dict:
-    response = requests.post(f"{server.rest}/v1/models/mnist:predict", json={"instances": [payload]}, timeout=30)
+def server_prediction(mnist_server, payload: list) -> dict:
+    response = requests.post(f"{mnist_server.rest}/v1/models/mnist:predict", json={"instances": [payload]}, timeout=30)
     response.raise_for_status()
     return response.json()["predictions"][0]
 
 
-def check_shown_prediction(browser, server) -> list:
+def check_shown_prediction(browser, mnist_server) -> list:
     """The page shows the digit and the ten probabilities the server returns for its payload."""
     assert wait_for_result(browser) == "done", browser.find_element(By.ID, "error").text
     payload = browser.execute_script("return window.mnistUi.lastPayload")
     assert np.asarray(payload).shape == (28, 28)
-    expected = server_prediction(server, payload)
+    expected = server_prediction(mnist_server, payload)
     assert browser.find_element(By.ID, "digit").text == str(expected["classes"])
     rows = browser.find_elements(By.CSS_SELECTOR, "#probabilities tr")
     assert len(rows) == 10
@@ -84,23 +77,23 @@ def check_shown_prediction(browser, server) -> list:
     return payload
 
 
-def test_page_is_served_on_the_rest_port(server):
+def test_page_is_served_on_the_rest_port(mnist_server):
     for path in ("/ui", "/ui/"):
-        response = requests.get(server.rest + path, timeout=10)
+        response = requests.get(mnist_server.rest + path, timeout=10)
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/html")
         assert "window.mnistUi" in response.text
 
 
-def test_drawn_test_digit_is_classified(server, browser, data_dir, tmp_path):
+def test_drawn_test_digit_is_classified(mnist_server, browser, data_dir, tmp_path):
     images, labels = mnist_data.load(data_dir, "t10k")
     image = images[TEST_IMAGE]
-    open_page(browser, f"{server.rest}/ui")
+    open_page(browser, f"{mnist_server.rest}/ui")
     browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "window.mnistUi.drawImage(arguments[0]).then(done, (e) => done(String(e)));",
         image.tolist())
-    payload = np.asarray(check_shown_prediction(browser, server))
+    payload = np.asarray(check_shown_prediction(browser, mnist_server))
     # Prepared as MNIST was (crop, fit 20×20, centre of mass): the upscaled test digit comes back as itself.
     np.testing.assert_array_equal(payload, image)
     screenshot = tmp_path / "ui_screenshot.png"
@@ -109,9 +102,9 @@ def test_drawn_test_digit_is_classified(server, browser, data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("kind", [interaction.POINTER_MOUSE, interaction.POINTER_TOUCH])
-def test_pointer_stroke_is_classified(server, browser, kind):
+def test_pointer_stroke_is_classified(mnist_server, browser, kind):
     """A vertical stroke drawn with the mouse or a finger (real pointer events) becomes a "1"-like bar."""
-    open_page(browser, f"{server.rest}/ui")
+    open_page(browser, f"{mnist_server.rest}/ui")
     pad = browser.find_element(By.ID, "pad")
     actions = ActionBuilder(browser, mouse=PointerInput(kind, kind))
     actions.pointer_action.move_to(pad, 0, -90).pointer_down()
@@ -119,14 +112,14 @@ def test_pointer_stroke_is_classified(server, browser, kind):
         actions.pointer_action.move_to(pad, 0, y)
     actions.pointer_action.pointer_up()
     actions.perform()
-    payload = np.asarray(check_shown_prediction(browser, server))
+    payload = np.asarray(check_shown_prediction(browser, mnist_server))
     ink_rows, ink_columns = np.nonzero(payload)
     assert ink_rows.max() - ink_rows.min() + 1 == 20  # scaled so that the longer side is 20 px
     assert ink_columns.max() - ink_columns.min() + 1 < 10
 
 
-def test_server_errors_are_shown(server, browser):
-    open_page(browser, f"{server.rest}/ui?model=nosuchmodel")
+def test_server_errors_are_shown(mnist_server, browser):
+    open_page(browser, f"{mnist_server.rest}/ui?model=nosuchmodel")
     browser.execute_async_script(
         "const done = arguments[arguments.length - 1]; window.mnistUi.drawImage(arguments[0]).then(done);",
         (np.eye(28, dtype=np.uint8) * 255).tolist())
