@@ -49,13 +49,7 @@ def read_runs(metadata_path: Path, pipeline_name: str) -> list[Run]:
         executions = sorted(store.get_executions_by_context(context.id), key=lambda e: e.id)
         if not executions:
             continue
-        nodes = []
-        for execution in executions:
-            node = next((c.name[len(pipeline_name) + 1:] for c in store.get_contexts_by_execution(execution.id)
-                         if c.type_id != context.type_id and c.name.startswith(f"{pipeline_name}.")), "?")
-            seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
-            nodes.append(run_record.NodeRecord(node, run_record.STATE_NAMES.get(execution.last_known_state, "?"),
-                                               seconds, execution.id))
+        nodes = [run_record.node_record(e, run_record.node_id_of(store, e.id, pipeline_name)) for e in executions]
         span = (max(e.last_update_time_since_epoch for e in executions)
                 - min(e.create_time_since_epoch for e in executions)) / 1000
         runs.append(Run(context.name, nodes, span))
