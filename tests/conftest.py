@@ -31,14 +31,19 @@ def mnist_tfx(*args: str, home: Path, timeout: float = 900) -> CliRun:
     return CliRun(done.returncode, done.stdout)
 
 
-@pytest.fixture(scope="session")
-def slice_home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, CliRun]:
-    """A home after one real `mnist-tfx run` of the whole pipeline on a slice."""
-    home = tmp_path_factory.mktemp("home")
+def slice_run(home: Path, data_dir: Path) -> CliRun:
+    """One real `mnist-tfx run` of the whole pipeline on the slice, in a new ``home``."""
     (home / "data").symlink_to(data_dir, target_is_directory=True)
     run = mnist_tfx("run", "--home", str(home), *SLICE_ARGS, home=home)
     assert run.returncode == 0, run.output[-5000:]
-    return home, run
+    return run
+
+
+@pytest.fixture(scope="session")
+def slice_home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, CliRun]:
+    """A home after one slice run; shared by the whole session, so tests must not run it again."""
+    home = tmp_path_factory.mktemp("home")
+    return home, slice_run(home, data_dir)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The whole pipeline on a real MNIST slice: runs, caches, gates, pushes a model that serves.
 
-Tests in this module run in file order against one home: later runs build on earlier ones.
+The tests that run the pipeline again use a home of their own (``rerun_home``), in file order:
+later runs build on earlier ones. The session's ``slice_home`` is only read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from PIL import Image
 
 from components import example_gen, features
 from pipeline import configs, run_record
-from tests.conftest import SLICE_ARGS, CliRun, mnist_tfx
+from tests.conftest import SLICE_ARGS, CliRun, mnist_tfx, slice_run
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,14 @@ COMPONENTS = {
     "MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
     "latest_blessed_model_resolver", "Evaluator", "Pusher",
 }
+
+
+@pytest.fixture(scope="module")
+def rerun_home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A home with one blessed slice run, for the tests that run the pipeline again."""
+    home = tmp_path_factory.mktemp("rerun-home")
+    slice_run(home, data_dir)
+    return home
 
 
 def _run_states(home: Path) -> dict[str, str]:
@@ -95,8 +104,8 @@ def test_pushed_model_signatures_agree_on_pixels_png_and_examples(
     assert (by_pixels[features.OUTPUT_CLASSES].numpy() == labels).mean() >= 0.5  # it learned
 
 
-def test_unchanged_rerun_is_cached_and_pushes_no_duplicate(slice_home: tuple[Path, CliRun]) -> None:
-    home, _ = slice_home
+def test_unchanged_rerun_is_cached_and_pushes_no_duplicate(rerun_home: Path) -> None:
+    home = rerun_home
     before = _versions(home)
     second = mnist_tfx("run", "--home", str(home), *SLICE_ARGS, home=home)
     assert second.returncode == 0, second.output[-3000:]
@@ -112,8 +121,8 @@ def test_unchanged_rerun_is_cached_and_pushes_no_duplicate(slice_home: tuple[Pat
     assert _versions(home) == before
 
 
-def test_impossible_accuracy_threshold_blesses_and_pushes_nothing(slice_home: tuple[Path, CliRun]) -> None:
-    home, _ = slice_home
+def test_impossible_accuracy_threshold_blesses_and_pushes_nothing(rerun_home: Path) -> None:
+    home = rerun_home
     before = _versions(home)
     args = [a if a != "0.5" else "1.01" for a in SLICE_ARGS]
     run = mnist_tfx("run", "--home", str(home), *args, home=home)
@@ -123,8 +132,8 @@ def test_impossible_accuracy_threshold_blesses_and_pushes_nothing(slice_home: tu
     assert _versions(home) == before
 
 
-def test_worse_model_than_the_blessed_one_is_not_pushed(slice_home: tuple[Path, CliRun]) -> None:
-    home, _ = slice_home
+def test_worse_model_than_the_blessed_one_is_not_pushed(rerun_home: Path) -> None:
+    home = rerun_home
     before = _versions(home)
     # A near-zero learning rate leaves the network close to chance: above a 5 % floor, below the baseline.
     args = [a if a != "0.5" else "0.05" for a in SLICE_ARGS] + ["--learning-rate", "1e-7"]
