@@ -1,4 +1,4 @@
-"""Feature keys, shapes and signature names: defined once for the whole code base."""
+"""Feature keys, shapes, signature names and training choices: defined once for the whole code base."""
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
@@ -24,3 +24,7 @@ INPUT_IMAGE_BYTES = "image_bytes"
 INPUT_EXAMPLES = "examples"
 OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_CLASSES = "classes"
+
+# Training choices (PipelineConfig, the CLI and run_fn all read these).
+TRAINING_LOOPS = ("custom", "fit")  # GradientTape loop, or Keras compile/fit
+DISTRIBUTION_STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")

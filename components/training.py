@@ -11,6 +11,8 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from components import features
+
 
 @dataclasses.dataclass(frozen=True)
 class EpochResult:
@@ -34,9 +36,6 @@ def _print_line(result: EpochResult) -> None:
     print(result.line(), flush=True)
 
 
-STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
-
-
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """``default`` = one device; ``mirrored`` = all local GPUs (or CPU); ``multi_worker_mirrored`` =
     synchronous training across the workers described by the ``TF_CONFIG`` environment variable."""
@@ -46,7 +45,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "default":
         return tf.distribute.get_strategy()
-    raise ValueError(f"unknown distribution strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    raise ValueError(f"unknown distribution strategy {name!r}; choose one of {', '.join(features.DISTRIBUTION_STRATEGIES)}")
 
 
 def make_optimizer(learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:

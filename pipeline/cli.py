@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from components import features
 from pipeline import configs
 
 COMMANDS = {
@@ -62,8 +63,8 @@ def run_parser() -> argparse.ArgumentParser:
     add("--epochs", type=int, help=f"training epochs (default {defaults['epochs'].default})")
     add("--batch-size", type=int, help=f"batch size (default {defaults['batch_size'].default})")
     add("--learning-rate", type=float, help=f"Adam's initial learning rate (default {defaults['learning_rate'].default})")
-    add("--training-loop", choices=("custom", "fit"), help="GradientTape loop (default) or Keras fit")
-    add("--distribution-strategy", choices=("default", "mirrored", "multi_worker_mirrored"),
+    add("--training-loop", choices=features.TRAINING_LOOPS, help="GradientTape loop (default) or Keras fit")
+    add("--distribution-strategy", choices=features.DISTRIBUTION_STRATEGIES,
         help="tf.distribute strategy for training (multi_worker_mirrored reads TF_CONFIG)")
     add("--min-accuracy", type=float,
         help=f"bless only at or above this test accuracy (default {defaults['min_accuracy'].default})")

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from components import features
+
 PIPELINE_NAME = "mnist-tfx"  # also a valid Kubeflow/Vertex name: [a-z0-9][a-z0-9-]{0,127}
 MODEL_NAME = "mnist"  # the name TF Serving serves the pushed model under
 DEFAULT_HOME = Path("~/mnist-tfx")
@@ -56,13 +58,12 @@ class PipelineConfig:
                 raise ValueError(f"{name} must be a positive number of examples, got {value}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
-        if self.training_loop not in ("custom", "fit"):
-            raise ValueError(f"training_loop must be 'custom' or 'fit', got {self.training_loop!r}")
-        if self.distribution_strategy not in ("default", "mirrored", "multi_worker_mirrored"):
-            raise ValueError(
-                "distribution_strategy must be 'default', 'mirrored' or 'multi_worker_mirrored', "
-                f"got {self.distribution_strategy!r}"
-            )
+        for name, choices in (
+            ("training_loop", features.TRAINING_LOOPS),
+            ("distribution_strategy", features.DISTRIBUTION_STRATEGIES),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
 
     @property
     def data_dir(self) -> Path:

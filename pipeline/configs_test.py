@@ -26,7 +26,7 @@ def test_environment_then_flags(tmp_path: Path) -> None:
     [
         ({"MNIST_TFX_EPOCHS": "many"}, "MNIST_TFX_EPOCHS='many'"),
         ({"MNIST_TFX_TRAIN_LIMIT": "0"}, "train_limit must be a positive number"),
-        ({"MNIST_TFX_TRAINING_LOOP": "magic"}, "training_loop must be 'custom' or 'fit'"),
+        ({"MNIST_TFX_TRAINING_LOOP": "magic"}, "training_loop must be one of custom, fit; got 'magic'"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(env: dict, message: str) -> None:
