@@ -67,9 +67,9 @@ def train_epochs(examples: tf.data.Dataset, test: tf.data.Dataset, batch_size: i
     """Images/s of each epoch of the Trainer's custom loop fed by ``examples``."""
     keras.utils.set_random_seed(0)
     rates: list[float] = []
-    training.train_custom_loop(build_cnn_basic(), dataset.batched(examples, batch_size, SHUFFLE_BUFFER, seed=0),
-                               dataset.batched(test, batch_size), epochs, keras.optimizers.Adam(1e-3), n,
-                               on_epoch=lambda r: rates.append(r.images_per_second))
+    training.train(build_cnn_basic(), dataset.batched(examples, batch_size, SHUFFLE_BUFFER, seed=0),
+                   dataset.batched(test, batch_size), epochs, keras.optimizers.Adam(1e-3), n,
+                   on_epoch=lambda r: rates.append(r.images_per_second))
     return rates
 
 

@@ -24,8 +24,10 @@ def run_fn(fn_args: FnArgs) -> None:
 
     train_examples = dataset.load_transformed(fn_args.train_files, spec)
     eval_examples = dataset.load_transformed(fn_args.eval_files, spec)
-    num_train = _count(train_examples)  # also fills the in-memory cache
-    print(f"Training on {num_train} images, evaluating on {_count(eval_examples)}", flush=True)
+    num_train, num_eval = _count(train_examples), _count(eval_examples)  # also fills the in-memory caches
+    print(f"Training on {num_train} images, evaluating on {num_eval}", flush=True)
+    train_examples = train_examples.apply(tf.data.experimental.assert_cardinality(num_train))
+    eval_examples = eval_examples.apply(tf.data.experimental.assert_cardinality(num_eval))
 
     batch_size = int(hp.get("batch_size", 32))
     epochs = int(hp.get("epochs", 1))
@@ -38,13 +40,8 @@ def run_fn(fn_args: FnArgs) -> None:
         optimizer = training.make_optimizer(float(hp.get("learning_rate", 1e-3)), epochs * -(-num_train // batch_size))
     model.summary(print_fn=lambda line, *_: print(line, flush=True))
     log_dir = fn_args.model_run_dir
-    if hp.get("training_loop", "custom") == "fit":
-        with strategy.scope():
-            history = training.train_fit(model, train_ds, eval_ds, epochs, optimizer, num_train, log_dir)
-    else:
-        history = training.train_custom_loop(
-            model, train_ds, eval_ds, epochs, optimizer, num_train, log_dir, strategy=strategy
-        )
+    history = training.train(model, train_ds, eval_ds, epochs, optimizer, num_train,
+                             loop=hp.get("training_loop", "custom"), log_dir=log_dir, strategy=strategy)
     training.save_history(history, Path(log_dir) / HISTORY_FILE)
     export.export_serving_model(model, tft_output, fn_args.serving_model_dir)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import keras
 import tensorflow as tf
@@ -54,21 +55,25 @@ def make_optimizer(learning_rate: float, total_steps: int) -> keras.optimizers.O
     return keras.optimizers.Adam(schedule)
 
 
-def train_custom_loop(
+def custom_loop_epochs(
     model: keras.Model,
     train_ds: tf.data.Dataset,
     test_ds: tf.data.Dataset,
-    epochs: int,
     optimizer: keras.optimizers.Optimizer,
     num_train_images: int,
-    log_dir: str | None = None,
-    on_epoch: Callable[[EpochResult], None] = _print_line,
     strategy: tf.distribute.Strategy | None = None,
-) -> list[EpochResult]:
-    """The seed's loop, corrected: accuracy metrics are accuracies and all metrics reset per epoch.
+) -> Iterator[EpochResult]:
+    """The seed's loop, corrected, one epoch per ``next()``: accuracy metrics are accuracies and
+    all metrics reset per epoch.
 
     Runs each step through ``strategy`` (default: the single-device default strategy); the model,
-    optimizer and this function must then be created under ``strategy.scope()``.
+    optimizer and this generator must then be created under ``strategy.scope()``.
+
+    Each dataset is read through one iterator over its endless repetition, ``cardinality`` steps
+    per epoch, and the step takes its batch from the iterator inside the graph (as Keras ``fit``
+    does): tearing down an exhausted tf.data iterator every epoch cost up to 2 s per epoch here.
+    Multi-worker training keeps one iterator per epoch, run until it is exhausted, because each
+    worker reads only its shard of the batches.
     """
     strategy = strategy or tf.distribute.get_strategy()
     loss_object = keras.losses.SparseCategoricalCrossentropy(reduction=None)  # per example
@@ -93,30 +98,28 @@ def train_custom_loop(
         test_accuracy.update_state(labels, predictions)
 
     @tf.function
-    def train_step(images: tf.Tensor, labels: tf.Tensor) -> None:
-        strategy.run(replica_train_step, args=(images, labels))
+    def train_step(batches: Iterator) -> None:
+        strategy.run(replica_train_step, args=next(batches))
 
     @tf.function
-    def test_step(images: tf.Tensor, labels: tf.Tensor) -> None:
-        strategy.run(replica_test_step, args=(images, labels))
+    def test_step(batches: Iterator) -> None:
+        strategy.run(replica_test_step, args=next(batches))
 
     if not optimizer.built:  # its slots must exist before the first (replicated) step
         with strategy.scope():
             optimizer.build(model.trainable_variables)
-    train_batches = strategy.experimental_distribute_dataset(train_ds)
-    test_batches = strategy.experimental_distribute_dataset(test_ds)
-    writer = tf.summary.create_file_writer(log_dir) if log_dir else None
-    results = []
-    for epoch in range(1, epochs + 1):
+    run_train_epoch = _epoch_runner(train_ds, train_step, strategy)
+    run_test_epoch = _epoch_runner(test_ds, test_step, strategy)
+    epoch = 0
+    while True:
+        epoch += 1
         for metric in (train_loss, train_accuracy, test_loss, test_accuracy):
             metric.reset_state()
         started = time.perf_counter()
-        for images, labels in train_batches:
-            train_step(images, labels)
+        run_train_epoch()
         seconds = time.perf_counter() - started
-        for images, labels in test_batches:
-            test_step(images, labels)
-        result = EpochResult(
+        run_test_epoch()
+        yield EpochResult(
             epoch,
             float(train_loss.result()),
             float(train_accuracy.result()),
@@ -124,24 +127,57 @@ def train_custom_loop(
             float(test_accuracy.result()),
             num_train_images / seconds,
         )
-        results.append(result)
-        on_epoch(result)
-        if writer:
-            _write_scalars(writer, result)
-    return results
 
 
-def train_fit(
+def _epoch_runner(
+    ds: tf.data.Dataset, step: Callable[[Iterator], None], strategy: tf.distribute.Strategy
+) -> Callable[[], None]:
+    """A function that runs ``step`` over one epoch of ``ds`` (see :func:`custom_loop_epochs`)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        distributed = strategy.experimental_distribute_dataset(ds)
+
+        def until_exhausted() -> None:
+            batches = iter(distributed)
+            while True:
+                try:
+                    step(batches)
+                except tf.errors.OutOfRangeError:
+                    return
+
+        return until_exhausted
+
+    steps = steps_per_epoch(ds)
+    batches = iter(strategy.experimental_distribute_dataset(ds.repeat()))
+
+    def fixed_steps() -> None:
+        for _ in range(steps):
+            step(batches)
+
+    return fixed_steps
+
+
+def steps_per_epoch(ds: tf.data.Dataset) -> int:
+    """Batches in one pass over ``ds``: its cardinality, or counted when tf.data does not know it."""
+    cardinality = int(ds.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("the dataset repeats forever: an epoch needs a finite dataset (drop .repeat())")
+    if cardinality == tf.data.UNKNOWN_CARDINALITY:
+        cardinality = int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    if cardinality == 0:
+        raise ValueError("the dataset is empty: there is nothing to train or evaluate on")
+    return cardinality
+
+
+def fit_epochs(
     model: keras.Model,
     train_ds: tf.data.Dataset,
     test_ds: tf.data.Dataset,
-    epochs: int,
     optimizer: keras.optimizers.Optimizer,
     num_train_images: int,
     log_dir: str | None = None,
-    on_epoch: Callable[[EpochResult], None] = _print_line,
-) -> list[EpochResult]:
-    """The same model trained with Keras ``compile``/``fit`` (the seed's other path)."""
+) -> Iterator[EpochResult]:
+    """The same model trained with Keras ``compile``/``fit`` (the seed's other path), one epoch per
+    ``next()``: ``fit(initial_epoch=e - 1, epochs=e)`` keeps the compiled train function."""
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -158,17 +194,60 @@ def train_fit(
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = logs or {}
-            result = EpochResult(
+            results.append(EpochResult(
                 epoch + 1, logs["loss"], logs["accuracy"], logs["val_loss"], logs["val_accuracy"],
                 num_train_images / (self.train_done - self.started),
-            )
-            results.append(result)
-            on_epoch(result)
+            ))
 
     callbacks: list[keras.callbacks.Callback] = [_Report()]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir))
-    model.fit(train_ds, validation_data=test_ds, epochs=epochs, callbacks=callbacks, verbose=0)
+    epoch = 0
+    while True:
+        epoch += 1
+        model.fit(train_ds, validation_data=test_ds, initial_epoch=epoch - 1, epochs=epoch,
+                  callbacks=callbacks, verbose=0)
+        yield results[-1]
+
+
+def train(
+    model: keras.Model,
+    train_ds: tf.data.Dataset,
+    test_ds: tf.data.Dataset,
+    epochs: int,
+    optimizer: keras.optimizers.Optimizer,
+    num_train_images: int,
+    *,
+    loop: str = "custom",
+    log_dir: str | None = None,
+    on_epoch: Callable[[EpochResult], None] = _print_line,
+    strategy: tf.distribute.Strategy | None = None,
+) -> list[EpochResult]:
+    """``epochs`` epochs of the custom loop (:func:`custom_loop_epochs`) or of ``fit``
+    (:func:`fit_epochs`), each reported to ``on_epoch`` and logged to TensorBoard in ``log_dir``.
+    Create the model and optimizer under ``strategy.scope()``."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if loop == "fit":
+        with strategy.scope():
+            return _run(fit_epochs(model, train_ds, test_ds, optimizer, num_train_images, log_dir), epochs, on_epoch)
+    if loop != "custom":
+        raise ValueError(f"unknown training loop {loop!r}; choose one of {', '.join(features.TRAINING_LOOPS)}")
+    epoch_results = custom_loop_epochs(model, train_ds, test_ds, optimizer, num_train_images, strategy)
+    return _run(epoch_results, epochs, on_epoch, tf.summary.create_file_writer(log_dir) if log_dir else None)
+
+
+def _run(
+    epoch_results: Iterator[EpochResult],
+    epochs: int,
+    on_epoch: Callable[[EpochResult], None],
+    writer: tf.summary.SummaryWriter | None = None,
+) -> list[EpochResult]:
+    results = []
+    for result in itertools.islice(epoch_results, epochs):
+        results.append(result)
+        on_epoch(result)
+        if writer:
+            _write_scalars(writer, result)
     return results
 
 

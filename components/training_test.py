@@ -2,6 +2,7 @@ import json
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components import training
@@ -20,7 +21,7 @@ def test_custom_loop_lowers_the_loss_and_logs_every_epoch(data_dir, tmp_path) ->
     keras.utils.set_random_seed(0)
     data = _tiny_dataset(data_dir)
     lines = []
-    results = training.train_custom_loop(
+    results = training.train(
         build_cnn_basic(), data, data, epochs=4, optimizer=keras.optimizers.Adam(1e-3), num_train_images=64,
         log_dir=str(tmp_path / "tb"), on_epoch=lambda r: lines.append(r.line()),
     )
@@ -36,15 +37,18 @@ def test_custom_loop_lowers_the_loss_and_logs_every_epoch(data_dir, tmp_path) ->
 def test_fit_path_trains_the_same_model(data_dir) -> None:
     keras.utils.set_random_seed(0)
     data = _tiny_dataset(data_dir)
-    results = training.train_fit(
-        build_cnn_basic(), data, data, 3, keras.optimizers.Adam(1e-3), num_train_images=64, on_epoch=lambda r: None
+    results = training.train(
+        build_cnn_basic(), data, data, 3, keras.optimizers.Adam(1e-3), num_train_images=64, loop="fit",
+        on_epoch=lambda r: None,
     )
     assert [r.epoch for r in results] == [1, 2, 3]
     assert results[-1].loss < results[0].loss
 
 
-def test_custom_loop_runs_replicated_under_mirrored_strategy(data_dir) -> None:
-    """Two logical CPUs, one replica each: the same loop trains through MirroredStrategy."""
+@pytest.mark.parametrize("strategy_name, replicas", [("mirrored", 2), ("multi_worker_mirrored", 1)])
+def test_custom_loop_runs_under_distribution_strategies(data_dir, strategy_name, replicas) -> None:
+    """Two logical CPUs: MirroredStrategy runs one replica on each; MultiWorkerMirroredStrategy
+    without ``TF_CONFIG`` is one worker (its epochs run until the iterator is exhausted)."""
     import subprocess
     import sys
     import textwrap
@@ -56,18 +60,62 @@ def test_custom_loop_runs_replicated_under_mirrored_strategy(data_dir) -> None:
         from components import mnist_data, training
         from components.model import build_cnn_basic
         images, labels = mnist_data.load({str(data_dir)!r}, "train")
-        x = (images[:64].astype(np.float32) / 255.0)[..., None]
-        data = tf.data.Dataset.from_tensor_slices((x, labels[:64].astype(np.int64))).batch(32)
-        strategy = training.make_strategy("mirrored")
-        assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+        x = (images[:70].astype(np.float32) / 255.0)[..., None]
+        data = tf.data.Dataset.from_tensor_slices((x, labels[:70].astype(np.int64))).batch(32)
+        strategy = training.make_strategy({strategy_name!r})
+        assert strategy.num_replicas_in_sync == {replicas}, strategy.num_replicas_in_sync
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model, optimizer = build_cnn_basic(), keras.optimizers.Adam(1e-3)
-        results = training.train_custom_loop(model, data, data, 2, optimizer, 64, strategy=strategy,
-                                             on_epoch=lambda r: None)
+        results = training.train(model, data, data, 2, optimizer, 70, strategy=strategy,
+                                 on_epoch=lambda r: None)
         assert results[-1].loss < results[0].loss, results
         print("replicas", strategy.num_replicas_in_sync, "loss", results[0].loss, "->", results[-1].loss)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "replicas 2" in done.stdout
+    assert f"replicas {replicas}" in done.stdout
+
+
+def test_steps_per_epoch_known_counted_and_refused() -> None:
+    batches = tf.data.Dataset.range(70).batch(32)
+    assert training.steps_per_epoch(batches) == 3  # the partial last batch is a step
+    assert training.steps_per_epoch(tf.data.Dataset.range(70).filter(lambda x: x % 2 == 0).batch(5)) == 7
+    with pytest.raises(ValueError, match="repeats forever"):
+        training.steps_per_epoch(batches.repeat())
+    with pytest.raises(ValueError, match="empty"):
+        training.steps_per_epoch(tf.data.Dataset.range(0).batch(32))
+
+
+def test_fit_and_custom_loop_epochs_continue_where_they_stopped(data_dir) -> None:
+    """The generators behind the bench's interleaving: each ``next()`` is one more epoch."""
+    data = _tiny_dataset(data_dir, 70)  # 3 batches, the last one partial
+    keras.utils.set_random_seed(0)
+    custom = training.custom_loop_epochs(build_cnn_basic(), data, data, keras.optimizers.Adam(1e-3), 70)
+    keras.utils.set_random_seed(0)
+    fit = training.fit_epochs(build_cnn_basic(), data, data, keras.optimizers.Adam(1e-3), 70)
+    firsts = next(custom), next(fit)
+    seconds = next(custom), next(fit)
+    assert [r.epoch for r in firsts + seconds] == [1, 1, 2, 2]
+    assert all(second.loss < first.loss for first, second in zip(firsts, seconds))
+
+
+def test_each_epoch_reads_every_batch_once_from_the_one_iterator() -> None:
+    examples = tf.data.Dataset.range(70).shuffle(70, seed=0, reshuffle_each_iteration=True).batch(32)
+    seen: list[list[int]] = []
+
+    def step(batches) -> None:
+        seen.append(sorted(next(batches).numpy().tolist()))
+
+    run_epoch = training._epoch_runner(examples, step, tf.distribute.get_strategy())
+    for _ in range(2):
+        run_epoch()
+    first, second = seen[:3], seen[3:]
+    assert [len(b) for b in seen] == [32, 32, 6, 32, 32, 6]
+    assert sorted(sum(first, [])) == sorted(sum(second, [])) == list(range(70))
+    assert first != second  # reshuffled between epochs
+
+
+def test_unknown_training_loop_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown training loop 'sgd'; choose one of custom, fit"):
+        training.train(None, None, None, 1, None, 0, loop="sgd")

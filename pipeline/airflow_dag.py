@@ -12,10 +12,14 @@ from __future__ import annotations
 import datetime
 import os
 
-from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
+from pipeline import configs
 
-from pipeline.configs import PipelineConfig
-from pipeline.pipeline import create_pipeline
+configs.apply_pipeline_tf_env()  # before TFX imports TensorFlow
+
+from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig  # noqa: E402
+
+from pipeline.configs import PipelineConfig  # noqa: E402
+from pipeline.pipeline import create_pipeline  # noqa: E402
 
 SCHEDULE_ENV = "MNIST_TFX_SCHEDULE"
 START_DATE = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)

@@ -96,6 +96,7 @@ def run_main(argv: list[str]) -> int:
     print(f"data: {config.data_dir} ({source})", flush=True)
     started = time.monotonic()
     print("loading TFX …", flush=True)
+    configs.apply_pipeline_tf_env()
     from pipeline import local_runner, run_summary
 
     try:

@@ -1,7 +1,9 @@
+import os
 from pathlib import Path
 
 import pytest
 
+from pipeline import configs
 from pipeline.configs import PipelineConfig
 
 
@@ -32,3 +34,18 @@ def test_environment_then_flags(tmp_path: Path) -> None:
 def test_bad_settings_say_what_is_wrong(env: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         PipelineConfig.from_env(env)
+
+
+def test_pipeline_tf_env_turns_on_onednn_unless_already_set(monkeypatch) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    configs.apply_pipeline_tf_env()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"  # the user's choice wins
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    code = ("from pipeline import configs; configs.apply_pipeline_tf_env(); import tensorflow; "
+            "from tensorflow.python.util import _pywrap_util_port as port; print('oneDNN', port.IsMklEnabled())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"})
+    assert "oneDNN True" in done.stdout, done.stderr[-2000:]

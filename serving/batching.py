@@ -100,11 +100,11 @@ class Batcher:
                 queue = _Queue()
                 queue.deadline = time.monotonic() + self._params.batch_timeout_micros / 1e6
                 self._queues[full_key] = (queue, run)
+                self._cond.notify()  # a new deadline for the scheduler; joining a batch needs none
             queue.tasks.append(task)
             queue.rows += n
             if queue.rows >= self._params.max_batch_size:
                 self._dispatch(full_key)
-            self._cond.notify()
         return task.future.result()
 
     def _dispatch(self, key: tuple) -> None:

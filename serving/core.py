@@ -102,6 +102,15 @@ class ServingCore:
     # ------------------------------------------------------------- predict
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        response = predict_pb2.PredictResponse()
+        for alias, array in self.predict_arrays(request, response.model_spec).items():
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
+        return response
+
+    def predict_arrays(self, request: predict_pb2.PredictRequest,
+                       response_spec: model_pb2.ModelSpec) -> dict[str, np.ndarray]:
+        """Predict with the outputs as arrays (REST writes them as JSON: no proto round trip);
+        fills ``response_spec`` with the servable and signature that answered."""
         servable = self.servable(request.model_spec)
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
@@ -142,11 +151,8 @@ class ServingCore:
                 raise ServingError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
             seen.add(alias)
         outputs = self._run(servable, name, inputs, output_keys)
-        response = predict_pb2.PredictResponse()
-        _set_model_spec(response.model_spec, servable, name)
-        for alias, array in outputs.items():
-            response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
-        return response
+        _set_model_spec(response_spec, servable, name)
+        return outputs
 
     # ------------------------------------------------- classify / regress
 

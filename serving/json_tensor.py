@@ -13,6 +13,7 @@ import binascii
 import enum
 import json
 import math
+import re
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -85,6 +86,10 @@ def _parse_float(text: str) -> float:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_first_value_wins, parse_float=_parse_float)
+# Without the per-number Python hook: used when no number in the text can overflow a double,
+# that is, none has a three-digit exponent or 309 digits in a row.
+_FAST_DECODER = json.JSONDecoder(object_pairs_hook=_first_value_wins)
+_HUGE_EXPONENT, _LONG_DIGIT_RUN = re.compile(r"[eE]\+?0*[1-9]\d{2}"), re.compile(r"[0-9]{309}")
 
 
 def parse_json(body: bytes | str) -> dict[str, Any]:
@@ -102,7 +107,9 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
                            f"JSON Parse error: The document is empty. at offset: {len(text)}")
     offset = len(text) - len(stripped)
     try:
-        doc, _ = _DECODER.raw_decode(stripped)  # trailing data is ignored (StopWhenDone)
+        maybe_huge = _HUGE_EXPONENT.search(stripped) or _LONG_DIGIT_RUN.search(stripped)
+        decoder = _DECODER if maybe_huge else _FAST_DECODER
+        doc, _ = decoder.raw_decode(stripped)  # trailing data is ignored (StopWhenDone)
     except json.JSONDecodeError as e:
         reason = next((v for k, v in _PARSE_ERRORS.items() if e.msg.startswith(k)),
                       "Missing a comma or ']' after an array element."
@@ -179,7 +186,7 @@ def _convert_scalar(val: Any, dtype: int) -> Any:
         try:
             return float(val)
         except OverflowError:  # an integer beyond double range reads as +-inf
-            return math.copysign(math.inf, val)
+            return math.inf if val > 0 else -math.inf
     if dtype in (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8,
                  types_pb2.DT_UINT16):
         if not (isinstance(val, int) and not isinstance(val, bool)
@@ -255,8 +262,26 @@ def _fill_values(val: Any, level: int, shape: list[int], dtype: int, out: list) 
         raise ServingError(Code.INVALID_ARGUMENT,
                            f"Encountered list at unexpected size: {len(val)} at level: {level} "
                            f"expected size: {shape[level]}")
+    if level == rank - 1 and dtype in _FLOAT_TYPES and _extend_numbers(val, out):
+        return
     for item in val:
         _fill_values(item, level + 1, shape, dtype, out)
+
+
+_FLOAT_TYPES = frozenset({types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16})
+_JSON_NUMBER_TYPES = (float, int)  # exact types: bool, a subclass of int, is not a number here
+
+
+def _extend_numbers(leaves: list, out: list) -> bool:
+    """The hot path of `_fill_values`: an innermost list of plain numbers for a float tensor,
+    converted in one pass. False (nothing added) when any leaf needs the per-value checks."""
+    if not all(type(v) in _JSON_NUMBER_TYPES for v in leaves):
+        return False
+    try:
+        out.extend([float(v) for v in leaves])
+    except OverflowError:  # an integer beyond double range: _convert_scalar reads it as +-inf
+        return False
+    return True
 
 
 def _to_half_bits(values: list[float]) -> list[int]:

@@ -65,6 +65,31 @@ def test_float_tensor_precision_loss_and_overflow():
     assert list(request.inputs["default"].float_val) == [float("inf"), float("-inf"), 0.0]
 
 
+@pytest.mark.parametrize("literal", ["1e400", "-2E+0309", "9" * 309 + ".5"])
+def test_numbers_too_big_for_a_double_are_refused(literal):
+    """Both parsers agree: the fast one (no per-number hook) is only used when no literal can overflow."""
+    error = fill_error(f'{{"instances": [[0.5, {literal}]]}}', infomap(default=types_pb2.DT_FLOAT))
+    assert "Number too big to be stored in double" in error.message
+
+
+@pytest.mark.parametrize("leaves, wording", [
+    ("[0.5, true]", "JSON Value: true Type: True is not of expected type: float"),
+    ('[0.5, "1"]', 'JSON Value: "1" Type: String is not of expected type: float'),
+    ("[0.5, null]", "JSON Value: null Type: Null is not of expected type: float"),
+    ("[0.5, [1]]", "Encountered list at unexpected level: 1 expected < 1"),
+])
+def test_innermost_float_lists_with_a_non_number_get_the_per_value_error(leaves, wording):
+    error = fill_error(f'{{"instances": [{leaves}]}}', infomap(default=types_pb2.DT_FLOAT))
+    assert wording in error.message
+
+
+def test_innermost_float_lists_take_ints_floats_and_huge_ints():
+    request, _ = fill('{"instances": [[[0, 255, 0.5], [1, 2, 3]]]}', infomap(default=types_pb2.DT_FLOAT))
+    assert list(request.inputs["default"].float_val) == [0, 255, 0.5, 1, 2, 3]
+    request, _ = fill(f'{{"instances": [[1, {10 ** 400}]]}}', infomap(default=types_pb2.DT_DOUBLE))
+    assert list(request.inputs["default"].double_val) == [1.0, float("inf")]
+
+
 def test_base64_scalars_lists_and_named():
     strings = infomap(default=types_pb2.DT_STRING)
     request, _ = fill('{"instances": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]}', strings)

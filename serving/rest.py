@@ -13,7 +13,6 @@ import urllib.parse
 from concurrent.futures import Executor
 from typing import Callable
 
-import tensorflow as tf
 from aiohttp import web
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
@@ -127,9 +126,9 @@ class RestHandler:
             return self._core.signature_inputs(request.model_spec, signature)
 
         fmt = json_tensor.fill_predict_request(body, get_inputs, request)
-        response = self._core.predict(request)
-        outcome.version = str(response.model_spec.version.value)
-        outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+        answered = model_pb2.ModelSpec()
+        outputs = self._core.predict_arrays(request, answered)
+        outcome.version = str(answered.version.value)
         return json_tensor.make_json_from_tensors(outputs, fmt)
 
     def _classify(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome) -> str:

@@ -18,10 +18,11 @@ from bench.run_all import BENCHMARKS
 REPO = Path(__file__).resolve().parents[1]
 COMMON_KEYS = {"name", "quick", "args", "machine", "results", "targets", "seconds"}
 RESULT_KEYS = {
-    "train_throughput": {"custom", "fit", "eager"},
+    "train_throughput": {"custom, oneDNN off", "fit, oneDNN off", "eager, oneDNN off",
+                         "custom, oneDNN on", "fit, oneDNN on"},
     "input_pipeline": {"iterate", "training", "ratio_iterate", "ratio_training"},
     "pipeline_times": {"runs", "process_seconds", "rerun_all_cached", "not_trainer_percent", "cli_startup_seconds"},
-    "serving_latency": {"model", "fallback", "paths"},
+    "serving_latency": {"model", "fallback", "paths", "in_process_batch", "batching_ceiling_at_32_clients"},
 }
 TARGET_KEYS = {"name", "value", "op", "limit", "unit", "met"}
 
