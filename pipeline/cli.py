@@ -33,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return data_cli.main(rest, default_dest=str(home / "data"))
     if command == "serve":
+        from serving import options  # no TensorFlow: --help and flag errors answer at once
+
+        default_base_path = str(home / "serving_model" / configs.MODEL_NAME)
+        options.build_parser(default_base_path).parse_args(rest)
         from serving import server
 
-        return server.main(rest, default_model_base_path=str(home / "serving_model" / configs.MODEL_NAME))
+        return server.main(rest, default_model_base_path=default_base_path)
     if command == "predict":
         from serving import predict_cli
 

@@ -14,38 +14,18 @@ import dataclasses
 import logging
 import os
 import threading
-from typing import Callable, Iterable
+from typing import Callable
 
 from google.protobuf import text_format
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.options import ModelConfig
 from serving.status import Code, ServingError
 
 log = logging.getLogger(__name__)
 
 State = get_model_status_pb2.ModelVersionStatus.State
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """One served model: name, base path, version policy and version labels."""
-
-    name: str
-    base_path: str
-    policy: str = "latest"  # "latest" | "all" | "specific"
-    num_versions: int = 1  # for "latest"
-    versions: frozenset[int] = frozenset()  # for "specific"
-    labels: tuple[tuple[str, int], ...] = ()
-
-    def aspired(self, on_disk: Iterable[int]) -> set[int]:
-        """The versions this policy wants served, out of those on disk."""
-        available = sorted(on_disk, reverse=True)
-        if self.policy == "all":
-            return set(available)
-        if self.policy == "specific":
-            return self.versions & set(available)
-        return set(available[: self.num_versions])
 
 
 def parse_model_server_config(text: str) -> list[ModelConfig]:

@@ -69,13 +69,17 @@ def test_predict_reports_unreadable_inputs(tmp_path, capsys):
     assert "t10k-images-idx3-ubyte.gz" in capsys.readouterr().err
 
 
-def test_rest_client_and_predict_cli_import_no_tensorflow():
-    code = ("import sys, serving.client, serving.predict_cli; "
+def test_rest_client_predict_cli_and_serve_flags_import_no_tensorflow():
+    """So `mnist-tfx predict` and `mnist-tfx serve --help` (flags in serving.options) answer at once."""
+    code = ("import sys, serving.client, serving.predict_cli, serving.options; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tfx')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+    help_text = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--help"], cwd=REPO,
+                               capture_output=True, text=True, timeout=120)
+    assert help_text.returncode == 0 and "--rest_api_port" in help_text.stdout, help_text.stderr
 
 
 @pytest.mark.slow
