@@ -12,7 +12,10 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
+from pipeline.configs import PipelineConfig
+
 REPO = Path(__file__).resolve().parents[1]
+SHUFFLE_BUFFER = PipelineConfig.shuffle_buffer  # the Trainer's default
 RESULTS = Path(os.environ.get("MNIST_TFX_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
@@ -42,14 +45,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+def pipeline_config(home: str | None = None) -> PipelineConfig:
+    """The pipeline's configuration for ``home`` (default: the configured home)."""
+    return PipelineConfig(**({"home": Path(home)} if home else {}))
+
+
 def data_dir(home: str | None = None) -> Path:
     """The verified MNIST IDX files of ``home`` (default: the configured home), made if missing."""
     from components import mnist_data
-    from pipeline import configs
 
-    path = configs.PipelineConfig(**({"home": Path(home)} if home else {})).data_dir
+    path = pipeline_config(home).data_dir
     mnist_data.materialize(path)
     return path
+
+
+def in_memory_examples(images: Any, labels: Any) -> Any:
+    """uint8 MNIST arrays as the Trainer's (image [28, 28, 1] in [0, 1], label) examples, from
+    in-memory tensors and cached: the reference the Trainer's own dataset is measured against."""
+    import numpy as np
+    import tensorflow as tf
+
+    x = (images.astype(np.float32) / 255.0)[..., np.newaxis]
+    return tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int64))).cache()
 
 
 def target(name: str, value: float | None, op: str, limit: float, unit: str = "") -> dict[str, Any]:

@@ -27,7 +27,6 @@ FEATURE_SPEC = {  # what tft.TFTransformOutput.transformed_feature_spec() gives 
     features.IMAGE_KEY: tf.io.FixedLenFeature(list(features.IMAGE_SHAPE), tf.float32),
     features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
 }
-SHUFFLE_BUFFER = 1000
 
 
 def write_transformed(images: np.ndarray, labels: np.ndarray, split_dir: Path) -> str:
@@ -45,15 +44,9 @@ def write_transformed(images: np.ndarray, labels: np.ndarray, split_dir: Path) -
     return str(split_dir / "transformed_examples-*.gz")
 
 
-def in_memory(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
-    """The same examples from in-memory tensors, cached like the Trainer's (the faster of the two)."""
-    x = (images.astype(np.float32) / 255.0)[..., np.newaxis]
-    return tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int64))).cache()
-
-
 def iterate_epochs(examples: tf.data.Dataset, batch_size: int, epochs: int, n: int) -> list[float]:
     """Images/s of each epoch of iterating the batched dataset in Python, as a training loop does."""
-    ds = dataset.batched(examples, batch_size, SHUFFLE_BUFFER, seed=0)
+    ds = dataset.batched(examples, batch_size, common.SHUFFLE_BUFFER, seed=0)
     rates = []
     for _ in range(epochs):
         started = time.perf_counter()
@@ -67,7 +60,7 @@ def train_epochs(examples: tf.data.Dataset, test: tf.data.Dataset, batch_size: i
     """Images/s of each epoch of the Trainer's custom loop fed by ``examples``."""
     keras.utils.set_random_seed(0)
     rates: list[float] = []
-    training.train(build_cnn_basic(), dataset.batched(examples, batch_size, SHUFFLE_BUFFER, seed=0),
+    training.train(build_cnn_basic(), dataset.batched(examples, batch_size, common.SHUFFLE_BUFFER, seed=0),
                    dataset.batched(test, batch_size), epochs, keras.optimizers.Adam(1e-3), n,
                    on_epoch=lambda r: rates.append(r.images_per_second))
     return rates
@@ -99,12 +92,12 @@ def main() -> None:
         write_seconds = time.perf_counter() - t0
         transformed = dataset.load_transformed([pattern], FEATURE_SPEC)
         iterate = {"trainer_dataset": summary(iterate_epochs(transformed, args.batch_size, args.epochs, args.images)),
-                   "in_memory": summary(iterate_epochs(in_memory(images, labels), args.batch_size, args.epochs,
+                   "in_memory": summary(iterate_epochs(common.in_memory_examples(images, labels), args.batch_size, args.epochs,
                                                        args.images))}
         m = args.train_images
-        test = in_memory(test_images[:1000], test_labels[:1000])
+        test = common.in_memory_examples(test_images[:1000], test_labels[:1000])
         fed = {"trainer_dataset": summary(train_epochs(transformed.take(m), test, args.batch_size, 3, m)),
-               "in_memory": summary(train_epochs(in_memory(images[:m], labels[:m]), test, args.batch_size, 3, m))}
+               "in_memory": summary(train_epochs(common.in_memory_examples(images[:m], labels[:m]), test, args.batch_size, 3, m))}
     ratio = iterate["trainer_dataset"]["later_epochs_median"] / iterate["in_memory"]["later_epochs_median"]
     first = iterate["trainer_dataset"]["first_epoch"] / iterate["in_memory"]["first_epoch"]
     fed_ratio = fed["trainer_dataset"]["later_epochs_median"] / fed["in_memory"]["later_epochs_median"]

@@ -109,7 +109,7 @@ def main() -> None:
             config = configs.PipelineConfig(home=Path(args.slice_home or tmp))
             process_walls = run_slice(config.home)
         else:
-            config = configs.PipelineConfig(**({"home": Path(args.home)} if args.home else {}))
+            config = common.pipeline_config(args.home)
         runs = read_runs(config.metadata_path, config.pipeline_name) if config.metadata_path.exists() else []
     fresh, rerun = fresh_and_rerun(runs)
     startup = cli_startup(args.repeats)

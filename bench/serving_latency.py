@@ -170,8 +170,7 @@ def stats(latencies: np.ndarray, wall: float) -> dict[str, float]:
 
 def choose_model(args: argparse.Namespace) -> tuple[Model, str | None]:
     """The MNIST model if one is pushed; in quick mode otherwise half_plus_two, with the reason."""
-    base = Path(args.model_base_path or configs.PipelineConfig(
-        **({"home": Path(args.home)} if args.home else {})).serving_model_dir)
+    base = Path(args.model_base_path or common.pipeline_config(args.home).serving_model_dir)
     if latest_version(base) is not None:
         return mnist_model(base, args.home), None
     if not args.quick:

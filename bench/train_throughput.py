@@ -32,18 +32,6 @@ SETTINGS = {"oneDNN off": "0", "oneDNN on": "1"}
 EAGER_SETTING = "oneDNN off"  # eager is slow: measured once, for the record
 
 
-def in_memory_dataset(images, labels, batch_size: int, shuffle: int = 1000):
-    """uint8 arrays → the Trainer's (image [28, 28, 1] in [0, 1], label) batches, cached in memory."""
-    import numpy as np
-    import tensorflow as tf
-
-    x = (images.astype(np.float32) / 255.0)[..., np.newaxis]
-    ds = tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int64))).cache()
-    if shuffle:
-        ds = ds.shuffle(shuffle, seed=0, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
 def epochs_of(way: str, train_ds, test_ds, n: int) -> Iterator[float]:
     """Images/s of each ``next()`` epoch of one way, from a freshly seeded model and optimizer."""
     import keras
@@ -69,13 +57,14 @@ def epochs_of(way: str, train_ds, test_ds, n: int) -> Iterator[float]:
 
 def measure_interleaved(args: argparse.Namespace, ways: list[str]) -> dict[str, list[float]]:
     """Per-epoch images/s of each way, the ways taking turns epoch by epoch (run in this process)."""
-    from components import mnist_data
+    from components import dataset, mnist_data
 
     data = common.data_dir(args.home)
     images, labels = mnist_data.load(data, "train")
     test_images, test_labels = mnist_data.load(data, "t10k")
-    train_ds = in_memory_dataset(images[: args.images], labels[: args.images], args.batch_size)
-    test_ds = in_memory_dataset(test_images[:1000], test_labels[:1000], args.batch_size, shuffle=0)
+    train_ds = dataset.batched(common.in_memory_examples(images[: args.images], labels[: args.images]),
+                               args.batch_size, common.SHUFFLE_BUFFER, seed=0)
+    test_ds = dataset.batched(common.in_memory_examples(test_images[:1000], test_labels[:1000]), args.batch_size)
     runs = {way: epochs_of(way, train_ds, test_ds, args.images) for way in ways}
     rates: dict[str, list[float]] = {way: [] for way in ways}
     for epoch in range(1, args.epochs + 1):

@@ -36,3 +36,8 @@ def batched(
     if shuffle_buffer:
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def count(examples: tf.data.Dataset) -> int:
+    """Elements in one pass over ``examples`` (reads it all; fills a ``cache()`` on the way)."""
+    return int(examples.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))

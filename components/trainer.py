@@ -24,7 +24,7 @@ def run_fn(fn_args: FnArgs) -> None:
 
     train_examples = dataset.load_transformed(fn_args.train_files, spec)
     eval_examples = dataset.load_transformed(fn_args.eval_files, spec)
-    num_train, num_eval = _count(train_examples), _count(eval_examples)  # also fills the in-memory caches
+    num_train, num_eval = dataset.count(train_examples), dataset.count(eval_examples)  # fills the caches
     print(f"Training on {num_train} images, evaluating on {num_eval}", flush=True)
     train_examples = train_examples.apply(tf.data.experimental.assert_cardinality(num_train))
     eval_examples = eval_examples.apply(tf.data.experimental.assert_cardinality(num_eval))
@@ -44,7 +44,3 @@ def run_fn(fn_args: FnArgs) -> None:
                              loop=hp.get("training_loop", "custom"), log_dir=log_dir, strategy=strategy)
     training.save_history(history, Path(log_dir) / HISTORY_FILE)
     export.export_serving_model(model, tft_output, fn_args.serving_model_dir)
-
-
-def _count(examples: tf.data.Dataset) -> int:
-    return int(examples.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))

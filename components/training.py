@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 import keras
 import tensorflow as tf
 
-from components import features
+from components import dataset, features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +110,7 @@ def custom_loop_epochs(
             optimizer.build(model.trainable_variables)
     run_train_epoch = _epoch_runner(train_ds, train_step, strategy)
     run_test_epoch = _epoch_runner(test_ds, test_step, strategy)
-    epoch = 0
-    while True:
-        epoch += 1
+    for epoch in itertools.count(1):
         for metric in (train_loss, train_accuracy, test_loss, test_accuracy):
             metric.reset_state()
         started = time.perf_counter()
@@ -162,7 +160,7 @@ def steps_per_epoch(ds: tf.data.Dataset) -> int:
     if cardinality == tf.data.INFINITE_CARDINALITY:
         raise ValueError("the dataset repeats forever: an epoch needs a finite dataset (drop .repeat())")
     if cardinality == tf.data.UNKNOWN_CARDINALITY:
-        cardinality = int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+        cardinality = dataset.count(ds)
     if cardinality == 0:
         raise ValueError("the dataset is empty: there is nothing to train or evaluate on")
     return cardinality
@@ -202,9 +200,7 @@ def fit_epochs(
     callbacks: list[keras.callbacks.Callback] = [_Report()]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir))
-    epoch = 0
-    while True:
-        epoch += 1
+    for epoch in itertools.count(1):
         model.fit(train_ds, validation_data=test_ds, initial_epoch=epoch - 1, epochs=epoch,
                   callbacks=callbacks, verbose=0)
         yield results[-1]

@@ -151,8 +151,11 @@ def debug_string(val: Any) -> str:
     return text[:_MAX_DEBUG_CHARS]
 
 
+_JSON_NUMBER_TYPES = (float, int)  # exact types: bool, a subclass of int, is not a number here
+
+
 def _is_number(val: Any) -> bool:
-    return isinstance(val, (int, float)) and not isinstance(val, bool)
+    return type(val) in _JSON_NUMBER_TYPES
 
 
 def _type_error(val: Any, dtype: int) -> ServingError:
@@ -178,9 +181,12 @@ def decode_b64(val: Any) -> bytes:
         raise ServingError(Code.INVALID_ARGUMENT, "Unable to base64 decode")
 
 
+_FLOAT_TYPES = frozenset({types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16})
+
+
 def _convert_scalar(val: Any, dtype: int) -> Any:
     """One JSON leaf as a Python value for `dtype` (AddValueToTensor)."""
-    if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+    if dtype in _FLOAT_TYPES:
         if not _is_number(val):
             raise _type_error(val, dtype)
         try:
@@ -266,10 +272,6 @@ def _fill_values(val: Any, level: int, shape: list[int], dtype: int, out: list) 
         return
     for item in val:
         _fill_values(item, level + 1, shape, dtype, out)
-
-
-_FLOAT_TYPES = frozenset({types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16})
-_JSON_NUMBER_TYPES = (float, int)  # exact types: bool, a subclass of int, is not a number here
 
 
 def _extend_numbers(leaves: list, out: list) -> bool:
