@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         from serving import options  # no TensorFlow: --help and flag errors answer at once
 
         default_base_path = str(home / "serving_model" / configs.MODEL_NAME)
-        options.build_parser(default_base_path).parse_args(rest)
-        from serving import server
+        options.build_parser(default_base_path, configs.MODEL_NAME).parse_args(rest)
+        from serving import server, ui
 
-        return server.main(rest, default_model_base_path=default_base_path)
+        return server.main(rest, default_base_path, configs.MODEL_NAME, extra_routes=(ui.add_ui_routes,))
     if command == "predict":
         from serving import predict_cli
 

@@ -16,51 +16,14 @@ import os
 import threading
 from typing import Callable
 
-from google.protobuf import text_format
 from tensorflow_serving.apis import get_model_status_pb2
-from tensorflow_serving.config import model_server_config_pb2
 
-from serving.options import ModelConfig
+from serving.model_config import ModelConfig
 from serving.status import Code, ServingError
 
 log = logging.getLogger(__name__)
 
 State = get_model_status_pb2.ModelVersionStatus.State
-
-
-def parse_model_server_config(text: str) -> list[ModelConfig]:
-    """ModelConfigs from a text-format ModelServerConfig (`--model_config_file`)."""
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as e:
-        raise ValueError(f"Invalid ModelServerConfig: {e}") from e
-    if config.WhichOneof("config") != "model_config_list":
-        raise ValueError("ModelServerConfig must contain a model_config_list")
-    models: list[ModelConfig] = []
-    for model in config.model_config_list.config:
-        if not model.name or not model.base_path:
-            raise ValueError(f"Each model config needs a name and a base_path: {model}")
-        if model.model_platform not in ("", "tensorflow"):
-            raise ValueError(f"Model {model.name}: unsupported model_platform "
-                             f"{model.model_platform!r} (only 'tensorflow')")
-        if any(m.name == model.name for m in models):
-            raise ValueError(f"Duplicate model name: {model.name}")
-        policy = model.model_version_policy.WhichOneof("policy_choice") or "latest"
-        specific = frozenset(model.model_version_policy.specific.versions)
-        if policy == "specific" and not specific:
-            raise ValueError(f"Model {model.name}: specific version policy lists no versions")
-        models.append(ModelConfig(
-            name=model.name,
-            base_path=model.base_path,
-            policy=policy,
-            num_versions=model.model_version_policy.latest.num_versions or 1,
-            versions=specific,
-            labels=tuple(sorted(model.version_labels.items())),
-        ))
-    if not models:
-        raise ValueError("ModelServerConfig lists no models")
-    return models
 
 
 def list_versions(base_path: str) -> dict[int, str]:

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.model_manager import (
-    ModelConfig,
-    ModelManager,
-    State,
-    list_versions,
-    parse_model_server_config,
-)
+from serving.model_config import ModelConfig, parse_model_server_config
+from serving.model_manager import ModelManager, State, list_versions
 from serving.servable import Servable
 from serving.status import Code, ServingError
 from tests.serving_conftest_helpers import FIXTURES

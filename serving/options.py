@@ -8,33 +8,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Iterable
 
 from serving.batching import parse_batching_parameters
+from serving.model_config import ModelConfig
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """One served model: name, base path, version policy and version labels."""
-
-    name: str
-    base_path: str
-    policy: str = "latest"  # "latest" | "all" | "specific"
-    num_versions: int = 1  # for "latest"
-    versions: frozenset[int] = frozenset()  # for "specific"
-    labels: tuple[tuple[str, int], ...] = ()
-
-    def aspired(self, on_disk: Iterable[int]) -> set[int]:
-        """The versions this policy wants served, out of those on disk."""
-        available = sorted(on_disk, reverse=True)
-        if self.policy == "all":
-            return set(available)
-        if self.policy == "specific":
-            return self.versions & set(available)
-        return set(available[: self.num_versions])
-
-
-DEFAULT_MODEL_NAME = "mnist"
+DEFAULT_MODEL_NAME = "default"  # tensorflow_model_server's; `mnist-tfx serve` passes its own
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
@@ -61,7 +40,8 @@ def _bool_flag(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def build_parser(default_model_base_path: str) -> argparse.ArgumentParser:
+def build_parser(default_model_base_path: str,
+                 default_model_name: str = DEFAULT_MODEL_NAME) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mnist-tfx serve",
         description="Serve SavedModels over the TensorFlow Serving REST and gRPC APIs.")
@@ -70,8 +50,8 @@ def build_parser(default_model_base_path: str) -> argparse.ArgumentParser:
                         help="REST port (default 8501; 0 disables REST)")
     parser.add_argument("--rest_api_host", default="127.0.0.1",
                         help="address REST and gRPC listen on (default 127.0.0.1)")
-    parser.add_argument("--model_name", default=DEFAULT_MODEL_NAME,
-                        help=f"name of the served model (default {DEFAULT_MODEL_NAME})")
+    parser.add_argument("--model_name", default=default_model_name,
+                        help=f"name of the served model (default {default_model_name})")
     parser.add_argument("--model_base_path", default=default_model_base_path,
                         help=f"directory of numeric version subdirectories "
                              f"(default {default_model_base_path})")
@@ -91,11 +71,12 @@ def build_parser(default_model_base_path: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: list[str], default_model_base_path: str) -> ServerOptions:
+def parse_args(argv: list[str], default_model_base_path: str,
+               default_model_name: str = DEFAULT_MODEL_NAME) -> ServerOptions:
     """TF Serving's flags -> ServerOptions (raises SystemExit/ValueError on bad input)."""
-    args = build_parser(default_model_base_path).parse_args(argv)
+    args = build_parser(default_model_base_path, default_model_name).parse_args(argv)
     if args.model_config_file:
-        from serving.model_manager import parse_model_server_config  # imports TensorFlow's protos
+        from serving.model_config import parse_model_server_config  # imports TensorFlow's protos
 
         with open(args.model_config_file) as f:
             models = parse_model_server_config(f.read())

@@ -11,7 +11,7 @@ import json
 import re
 import urllib.parse
 from concurrent.futures import Executor
-from typing import Callable
+from typing import Callable, Iterable
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -28,7 +28,6 @@ from serving import json_tensor
 from serving.core import SIGNATURE_DEF_FIELD, ServingCore
 from serving.metrics import CONTENT_TYPE, METRICS_PATH, Metrics, RequestOutcome
 from serving.status import Code, ServingError
-from serving.ui import add_ui_routes
 
 PREDICTION_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
@@ -37,6 +36,8 @@ STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE)
 _INT64_MAX = 2**63 - 1
+# Adds an application's own routes (the entry point's plug-ins, such as a web page) to the app.
+AddRoutes = Callable[[web.Application], None]
 _JSON = "application/json"
 
 
@@ -147,8 +148,9 @@ class RestHandler:
 
 
 def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
-               timeout_in_ms: int, max_body_bytes: int) -> web.Application:
-    """The aiohttp application: /v1/..., the Prometheus endpoint and the /ui page."""
+               timeout_in_ms: int, max_body_bytes: int,
+               extra_routes: Iterable[AddRoutes] = ()) -> web.Application:
+    """The aiohttp application: /v1/..., the Prometheus endpoint, then `extra_routes` (e.g. a page)."""
     handler = RestHandler(core)
     known_models = set(core.manager.model_names)
 
@@ -195,6 +197,7 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
     app.router.add_route("GET", METRICS_PATH, metrics_endpoint)
     app.router.add_route("*", "/v1/{tail:.*}", api)
     app.router.add_route("*", "/v1", api)
-    add_ui_routes(app)
+    for add_routes in extra_routes:  # before the catch-all, which would shadow them
+        add_routes(app)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

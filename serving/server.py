@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable
 
 import grpc
 from aiohttp import web
@@ -21,8 +22,8 @@ from serving.core import ServingCore
 from serving.grpc_services import add_services
 from serving.metrics import Metrics
 from serving.model_manager import ModelManager
-from serving.options import ServerOptions, parse_args
-from serving.rest import create_app
+from serving.options import DEFAULT_MODEL_NAME, ServerOptions, parse_args
+from serving.rest import AddRoutes, create_app
 from serving.servable import Servable
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 class ModelServer:
     """Model manager + core + gRPC server + REST server; `start()` returns once serving."""
 
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: ServerOptions, extra_routes: Iterable[AddRoutes] = ()) -> None:
         self.options = options
+        self._extra_routes = tuple(extra_routes)
         self.metrics = Metrics()
         self._batcher = (Batcher(parse_batching_parameters(options.batching_parameters_text))
                          if options.batching_parameters_text is not None else None)
@@ -71,7 +73,8 @@ class ModelServer:
     def _start_rest(self) -> None:
         self._loop = asyncio.new_event_loop()
         app = create_app(self.core, self.metrics, self._executor,
-                         self.options.rest_api_timeout_in_ms, self.options.max_request_bytes)
+                         self.options.rest_api_timeout_in_ms, self.options.max_request_bytes,
+                         self._extra_routes)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.options.rest_api_host, self.options.rest_api_port,
@@ -97,17 +100,19 @@ class ModelServer:
         self.manager.stop()
 
 
-def main(argv: list[str], default_model_base_path: str) -> int:
-    """Entry point of `mnist-tfx serve`: serves until SIGINT/SIGTERM; returns the exit code."""
+def main(argv: list[str], default_model_base_path: str, default_model_name: str = DEFAULT_MODEL_NAME,
+         extra_routes: Iterable[AddRoutes] = ()) -> int:
+    """Serves until SIGINT/SIGTERM; returns the exit code. The entry point supplies its defaults
+    and plug-ins (`extra_routes`: REST routes of its own, such as a page)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        options = parse_args(argv, default_model_base_path)
+        options = parse_args(argv, default_model_base_path, default_model_name)
     except (OSError, ValueError) as e:
         print(f"mnist-tfx serve: {e}", file=sys.stderr)
         return 2
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    server = ModelServer(options)
+    server = ModelServer(options, extra_routes)
     try:
         server.start()
     except (OSError, RuntimeError) as e:

@@ -79,8 +79,9 @@ def serve_in_process(config_text: str, poll_seconds: float = 1.0,
                      batching_parameters: str | None = None,
                      max_request_bytes: int | None = None) -> Iterator[RunningServer]:
     """Our ModelServer in this process on free loopback ports."""
-    from serving.model_manager import parse_model_server_config
+    from serving.model_config import parse_model_server_config
     from serving.server import ModelServer, ServerOptions
+    from serving.ui import add_ui_routes
 
     options = ServerOptions(
         models=parse_model_server_config(config_text), port=free_port(),
@@ -88,7 +89,7 @@ def serve_in_process(config_text: str, poll_seconds: float = 1.0,
         batching_parameters_text=batching_parameters)
     if max_request_bytes is not None:
         options.max_request_bytes = max_request_bytes
-    server = ModelServer(options)
+    server = ModelServer(options, extra_routes=(add_ui_routes,))  # as `mnist-tfx serve` plugs it in
     server.start()
     try:
         yield RunningServer("mnist-tfx", f"http://{server.rest_address}", server.grpc_address)

@@ -13,7 +13,7 @@ import pytest
 
 from serving.batching import BatchingParameters, parse_batching_parameters
 from serving.client import RestClient
-from serving.model_manager import ModelConfig
+from serving.model_config import ModelConfig
 from serving.predict_cli import main as predict_main
 from serving.server import main as serve_main
 from serving.server import parse_args
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_serve_the_pushed_mnist_model(tmp_path):
-    options = parse_args([], str(tmp_path / "serving_model" / "mnist"))
+    options = parse_args([], str(tmp_path / "serving_model" / "mnist"), "mnist")
     assert options.models == [ModelConfig("mnist", str(tmp_path / "serving_model" / "mnist"))]
     assert (options.port, options.rest_api_port, options.rest_api_host) == (8500, 8501, "127.0.0.1")
     assert options.batching_parameters_text is None
