@@ -12,10 +12,11 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
+from components.training_params import TrainingParams
 from pipeline.configs import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SHUFFLE_BUFFER = PipelineConfig.shuffle_buffer  # the Trainer's default
+SHUFFLE_BUFFER = TrainingParams.shuffle_buffer  # the Trainer's default
 RESULTS = Path(os.environ.get("MNIST_TFX_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 

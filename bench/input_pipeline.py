@@ -24,7 +24,7 @@ from components import dataset, features, mnist_data, training
 from components.model import build_cnn_basic
 
 FEATURE_SPEC = {  # what tft.TFTransformOutput.transformed_feature_spec() gives for preprocessing_fn
-    features.IMAGE_KEY: tf.io.FixedLenFeature(list(features.IMAGE_SHAPE), tf.float32),
+    features.IMAGE_KEY: tf.io.FixedLenFeature(list(features.MODEL_INPUT_SHAPE), tf.float32),
     features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
 }
 

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from bench import common
-from pipeline import configs, run_record
+from pipeline import configs
+from reports import run_record
 
 CLI = str(Path(sys.executable).parent / "mnist-tfx")
 HELP_COMMANDS = ([], ["data"], ["run"], ["serve"], ["predict"])

@@ -29,7 +29,7 @@ def arguments(name: str, quick: bool, home: str | None, slice_home: Path) -> lis
     if quick and name == "pipeline_times":
         args += ["--slice-home", str(slice_home)]
     if quick and name == "serving_latency":
-        args += ["--model-base-path", str(slice_home / "serving_model" / "mnist")]
+        args += ["--model-base-path", str(common.pipeline_config(str(slice_home)).serving_model_dir)]
     return args
 
 

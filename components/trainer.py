@@ -9,16 +9,15 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components import dataset, export, training
+from components import dataset, export, features, training
 from components.model import build_cnn_basic
-
-HISTORY_FILE = "history.json"  # per-epoch metrics, written beside the TensorBoard logs
+from components.training_params import TrainingParams
 
 
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point; hyper-parameters arrive in ``fn_args.custom_config``."""
-    hp = dict(fn_args.custom_config or {})
-    keras.utils.set_random_seed(int(hp.get("seed", 42)))
+    hp = TrainingParams.from_custom_config(fn_args.custom_config)
+    keras.utils.set_random_seed(hp.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = tft_output.transformed_feature_spec()
 
@@ -29,18 +28,17 @@ def run_fn(fn_args: FnArgs) -> None:
     train_examples = train_examples.apply(tf.data.experimental.assert_cardinality(num_train))
     eval_examples = eval_examples.apply(tf.data.experimental.assert_cardinality(num_eval))
 
-    batch_size = int(hp.get("batch_size", 32))
-    epochs = int(hp.get("epochs", 1))
-    train_ds = dataset.batched(train_examples, batch_size, int(hp.get("shuffle_buffer", 1000)), hp.get("seed"))
+    batch_size, epochs = hp.batch_size, hp.epochs
+    train_ds = dataset.batched(train_examples, batch_size, hp.shuffle_buffer, hp.seed)
     eval_ds = dataset.batched(eval_examples, batch_size)
 
-    strategy = training.make_strategy(hp.get("distribution_strategy", "default"))
+    strategy = training.make_strategy(hp.distribution_strategy)
     with strategy.scope():
         model = build_cnn_basic()
-        optimizer = training.make_optimizer(float(hp.get("learning_rate", 1e-3)), epochs * -(-num_train // batch_size))
+        optimizer = training.make_optimizer(hp.learning_rate, epochs * -(-num_train // batch_size))
     model.summary(print_fn=lambda line, *_: print(line, flush=True))
     log_dir = fn_args.model_run_dir
     history = training.train(model, train_ds, eval_ds, epochs, optimizer, num_train,
-                             loop=hp.get("training_loop", "custom"), log_dir=log_dir, strategy=strategy)
-    training.save_history(history, Path(log_dir) / HISTORY_FILE)
+                             loop=hp.training_loop, log_dir=log_dir, strategy=strategy)
+    training.save_history(history, Path(log_dir) / features.HISTORY_FILE)
     export.export_serving_model(model, tft_output, fn_args.serving_model_dir)

@@ -1,7 +1,8 @@
 """The one configuration object that feeds every runner (Beam, Airflow, Kubeflow).
 
-Names, paths, split limits, Beam args and hyper-parameters are defined here once. Values come from
-the dataclass defaults, then ``MNIST_TFX_*`` environment variables, then CLI flags.
+Names, paths of the home layout, split limits, Beam args and gates are defined here once; the
+training hyper-parameters are ``components.training_params.TrainingParams``, held as ``training``.
+Values come from the dataclass defaults, then ``MNIST_TFX_*`` environment variables, then CLI flags.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components import features
+from components.training_params import TrainingParams
 
 PIPELINE_NAME = "mnist-tfx"  # also a valid Kubeflow/Vertex name: [a-z0-9][a-z0-9-]{0,127}
-MODEL_NAME = "mnist"  # the name TF Serving serves the pushed model under
 DEFAULT_HOME = Path("~/mnist-tfx")
 HOME_ENV = "MNIST_TFX_HOME"
 
@@ -51,14 +52,7 @@ class PipelineConfig:
     train_limit: int | None = None
     eval_limit: int | None = None
     beam_args: tuple[str, ...] = ()  # e.g. --direct_running_mode=multi_processing
-    # Training (the seed's hyper-parameters, corrected loop). See README "Training".
-    epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    shuffle_buffer: int = 1000
-    seed: int = 42
-    training_loop: str = "custom"  # "custom" (GradientTape) or "fit" (Keras compile/fit)
-    distribution_strategy: str = "default"  # "default", "mirrored", "multi_worker_mirrored" (TF_CONFIG)
+    training: TrainingParams = dataclasses.field(default_factory=TrainingParams)
     # Evaluation gates.
     min_accuracy: float = 0.992
     max_accuracy_drop: float = 0.0
@@ -69,14 +63,6 @@ class PipelineConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive number of examples, got {value}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        for name, choices in (
-            ("training_loop", features.TRAINING_LOOPS),
-            ("distribution_strategy", features.DISTRIBUTION_STRATEGIES),
-        ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
 
     @property
     def data_dir(self) -> Path:
@@ -92,36 +78,35 @@ class PipelineConfig:
 
     @property
     def serving_model_dir(self) -> Path:
-        return self.home / "serving_model" / MODEL_NAME
-
-    def trainer_hyperparameters(self) -> dict[str, Any]:
-        """What ``run_fn`` receives as ``custom_config``."""
-        return {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "shuffle_buffer": self.shuffle_buffer,
-            "seed": self.seed,
-            "training_loop": self.training_loop,
-            "distribution_strategy": self.distribution_strategy,
-        }
+        return self.home / "serving_model" / features.MODEL_NAME
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "PipelineConfig":
-        """Defaults, then ``MNIST_TFX_<FIELD>`` variables, then ``overrides`` (None = unset)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> PipelineConfig:
+        """Defaults, then ``MNIST_TFX_<FIELD>`` variables, then ``overrides`` (None = unset).
+
+        Fields of ``training`` are set flat, like the others: ``MNIST_TFX_EPOCHS``, ``epochs=``.
+        """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            raw = environ.get(f"MNIST_TFX_{field.name.upper()}")
+        for name in setting_types():
+            raw = environ.get(f"MNIST_TFX_{name.upper()}")
             if raw is not None and raw != "":
-                values[field.name] = _parse(field.name, raw)
+                values[name] = _parse(name, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        training_names = {f.name for f in dataclasses.fields(TrainingParams)}
+        training = {k: values.pop(k) for k in list(values) if k in training_names}
+        return cls(**values, training=TrainingParams(**training))
+
+
+def setting_types() -> dict[str, str]:
+    """Every flat setting (``PipelineConfig``'s own fields, then ``TrainingParams``'s) and its type."""
+    own = [f for f in dataclasses.fields(PipelineConfig) if f.name != "training"]
+    return {f.name: str(f.type) for f in (*own, *dataclasses.fields(TrainingParams))}
 
 
 def _parse(name: str, raw: str) -> Any:
     """Parses one environment value by the field's declared type."""
-    kind = {f.name: f.type for f in dataclasses.fields(PipelineConfig)}[name]
+    kind = setting_types()[name]
     try:
         if "int" in kind:
             return int(raw)

@@ -19,8 +19,9 @@ def test_environment_then_flags(tmp_path: Path) -> None:
     env = {"MNIST_TFX_HOME": str(tmp_path), "MNIST_TFX_EPOCHS": "3", "MNIST_TFX_BEAM_ARGS": "--a=1 --b=2",
            "MNIST_TFX_MIN_ACCURACY": "0.9"}
     config = PipelineConfig.from_env(env, epochs=5, train_limit=None)
-    assert (config.home, config.epochs, config.beam_args, config.min_accuracy) == (tmp_path, 5, ("--a=1", "--b=2"), 0.9)
-    assert config.trainer_hyperparameters()["epochs"] == 5
+    assert (config.home, config.training.epochs, config.beam_args, config.min_accuracy) == (
+        tmp_path, 5, ("--a=1", "--b=2"), 0.9)
+    assert config.training.to_custom_config()["epochs"] == 5
 
 
 @pytest.mark.parametrize(

@@ -1,40 +1,14 @@
-"""Runs the pipeline locally on Apache Beam with MLMD in SQLite, one progress line per component."""
+"""Runs the pipeline locally on Apache Beam, with MLMD in SQLite under the home."""
 
 from __future__ import annotations
 
-import time
 from tfx.orchestration.beam import beam_dag_runner
 
-from pipeline import configs, run_record
+from pipeline import configs
 from pipeline.pipeline import create_pipeline
 
 
-class _ReportingNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
-    """Prints `name started` / `name RESULT in N s` around each node (RESULT from MLMD)."""
-
-    def process(self, element, *signals):  # no hints: Beam type-checks them against the signals
-        node_id = self._pipeline_node.node_info.id
-        print(f"[{time.strftime('%H:%M:%S')}] {node_id:<32} started", flush=True)
-        started = time.monotonic()
-        try:
-            super().process(element, *signals)
-        except BaseException:
-            print(f"[{time.strftime('%H:%M:%S')}] {node_id:<32} FAILED after {time.monotonic() - started:.1f} s", flush=True)
-            raise
-        store = run_record.connect(self._mlmd_connection_config.sqlite.filename_uri)
-        record = run_record.latest_node_execution(store, self._pipeline_info.id, node_id)
-        state = record.state if record else "DONE"
-        print(f"[{time.strftime('%H:%M:%S')}] {node_id:<32} {state} in {time.monotonic() - started:.1f} s", flush=True)
-
-
-class ReportingBeamDagRunner(beam_dag_runner.BeamDagRunner):
-    """BeamDagRunner that reports each component as it starts and ends."""
-
-    _PIPELINE_NODE_DO_FN_CLS = _ReportingNodeDoFn
-
-
-def run(config: configs.PipelineConfig) -> None:
-    """Runs the whole pipeline; raises if a component fails."""
+def run(config: configs.PipelineConfig, runner: beam_dag_runner.BeamDagRunner | None = None) -> None:
+    """Runs the whole pipeline (with ``runner``, default a plain BeamDagRunner); raises if a component fails."""
     config.metadata_path.parent.mkdir(parents=True, exist_ok=True)
-    ReportingBeamDagRunner().run(create_pipeline(config))
-
+    (runner or beam_dag_runner.BeamDagRunner()).run(create_pipeline(config))

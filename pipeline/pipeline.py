@@ -50,7 +50,7 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=trainer_pb2.EvalArgs(splits=[features.EVAL_SPLIT]),
-        custom_config=config.trainer_hyperparameters(),
+        custom_config=config.training.to_custom_config(),
     )
     # The latest blessed model is the baseline a new model must not fall below.
     model_resolver = Resolver(

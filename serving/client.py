@@ -31,7 +31,7 @@ def b64(data: bytes) -> dict[str, str]:
 class RestClient:
     """TF Serving REST API v1 client with a kept-alive HTTP session."""
 
-    def __init__(self, server: str, model: str = "mnist", timeout: float = 30.0) -> None:
+    def __init__(self, server: str, model: str, timeout: float = 30.0) -> None:
         self.server = server.rstrip("/")
         if "://" not in self.server:
             self.server = "http://" + self.server
@@ -106,7 +106,7 @@ class RestClient:
 class GrpcClient:
     """PredictionService / ModelService client over an insecure channel."""
 
-    def __init__(self, target: str, model: str = "mnist", timeout: float = 30.0) -> None:
+    def __init__(self, target: str, model: str, timeout: float = 30.0) -> None:
         import grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from components import features
+from pipeline.configs import PipelineConfig
+
 REPO = Path(__file__).resolve().parents[1]
 # A slice big enough for a model that clearly learns (≈85 % after one epoch), small enough for CI.
 SLICE_ARGS = ["--train-limit", "1000", "--eval-limit", "300", "--epochs", "1", "--min-accuracy", "0.5"]
@@ -49,7 +52,7 @@ def slice_home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tupl
 @pytest.fixture(scope="session")
 def pushed_mnist_model(slice_home: tuple[Path, CliRun]) -> Path:
     """``<home>/serving_model/mnist`` holding the model the slice run pushed."""
-    base = slice_home[0] / "serving_model" / "mnist"
+    base = PipelineConfig(home=slice_home[0]).serving_model_dir
     assert any(p.name.isdigit() for p in base.iterdir()), f"nothing pushed to {base}"
     return base
 
@@ -59,5 +62,5 @@ def mnist_server(pushed_mnist_model: Path):
     """`mnist-tfx serve`'s server, in process on free ports, serving the pushed model as "mnist"."""
     from tests.serving_conftest_helpers import serve_in_process, single_model_config
 
-    with serve_in_process(single_model_config("mnist", pushed_mnist_model)) as running:
+    with serve_in_process(single_model_config(features.MODEL_NAME, pushed_mnist_model)) as running:
         yield running

@@ -16,7 +16,9 @@ from typing import Iterator
 
 import requests
 
-FIXTURES = Path(os.environ.get("TF_SERVING_TESTDATA", "/work/shared/fixtures/tf_serving_testdata"))
+REPO = Path(__file__).resolve().parents[1]
+# TF Serving's test models and configs: beside the checkout (`../shared/...`), or $TF_SERVING_TESTDATA.
+FIXTURES = Path(os.environ.get("TF_SERVING_TESTDATA") or REPO.parent / "shared" / "fixtures" / "tf_serving_testdata")
 TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
 TF_SERVING_BINARY = "tensorflow_model_server"
 
@@ -81,7 +83,7 @@ def serve_in_process(config_text: str, poll_seconds: float = 1.0,
     """Our ModelServer in this process on free loopback ports."""
     from serving.model_config import parse_model_server_config
     from serving.server import ModelServer, ServerOptions
-    from serving.ui import add_ui_routes
+    from cli.serve import rest_plug_ins
 
     options = ServerOptions(
         models=parse_model_server_config(config_text), port=free_port(),
@@ -89,7 +91,7 @@ def serve_in_process(config_text: str, poll_seconds: float = 1.0,
         batching_parameters_text=batching_parameters)
     if max_request_bytes is not None:
         options.max_request_bytes = max_request_bytes
-    server = ModelServer(options, extra_routes=(add_ui_routes,))  # as `mnist-tfx serve` plugs it in
+    server = ModelServer(options, extra_routes=rest_plug_ins())  # as `mnist-tfx serve` does
     server.start()
     try:
         yield RunningServer("mnist-tfx", f"http://{server.rest_address}", server.grpc_address)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.configs import PipelineConfig
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -139,7 +140,7 @@ def test_dags_test_runs_every_task_to_success_and_pushes_a_model(airflow_home: P
         runs = db.execute("SELECT state FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchall()
     assert states == {task: "success" for task in TASKS}
     assert runs == [("success",)]
-    versions = [p for p in (airflow_home / "serving_model" / "mnist").iterdir() if p.name.isdigit()]
+    versions = [p for p in PipelineConfig(home=airflow_home).serving_model_dir.iterdir() if p.name.isdigit()]
     assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file()
     # The pipeline wrote its artifacts and metadata where `mnist-tfx run` would.
     assert (airflow_home / "pipelines" / DAG_ID / "Trainer" / "model").is_dir()

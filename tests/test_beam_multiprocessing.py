@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import configs, run_record
+from pipeline import configs
+from reports import run_record
 from tests.conftest import mnist_tfx
 
 pytestmark = pytest.mark.slow
@@ -30,5 +31,5 @@ def test_run_with_two_worker_processes_completes_and_pushes(tmp_path: Path, data
     store = run_record.connect(configs.PipelineConfig(home=tmp_path).metadata_path)
     states = {n.node_id: n.state for n in run_record.latest_run(store, configs.PIPELINE_NAME)}
     assert states == {name: "COMPLETE" for name in COMPONENTS}
-    versions = [p for p in (tmp_path / "serving_model" / "mnist").iterdir() if p.name.isdigit()]
+    versions = [p for p in configs.PipelineConfig(home=tmp_path).serving_model_dir.iterdir() if p.name.isdigit()]
     assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file()

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
+from pipeline.configs import PipelineConfig
 from tests.conftest import CliRun, mnist_tfx
 
 COMPONENTS = (
@@ -88,7 +89,7 @@ def test_json_carries_the_config(compiled: tuple[Path, CliRun, dict]) -> None:
     assert _parameter(tasks["Trainer"], "run_fn") == "components.trainer.run_fn"
     assert "0.9" in _parameter(tasks["Evaluator"], "eval_config")
     pusher = json.loads(_parameter(tasks["Pusher"], "push_destination"))
-    assert pusher["filesystem"]["base_directory"] == str(home / "serving_model" / "mnist")
+    assert pusher["filesystem"]["base_directory"] == str(PipelineConfig(home=home).serving_model_dir)
     executor_args = json.dumps(job["pipelineSpec"]["deploymentSpec"]["executors"]["StatisticsGen_executor"])
     assert "--direct_num_workers=3" in executor_args
 

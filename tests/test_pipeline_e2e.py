@@ -15,7 +15,8 @@ import tensorflow as tf
 from PIL import Image
 
 from components import example_gen, features
-from pipeline import configs, run_record
+from pipeline import configs
+from reports import run_record
 from tests.conftest import SLICE_ARGS, CliRun, mnist_tfx, slice_run
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,7 @@ def _run_states(home: Path) -> dict[str, str]:
 
 
 def _versions(home: Path) -> list[str]:
-    return sorted(p.name for p in (home / "serving_model" / "mnist").iterdir())
+    return sorted(p.name for p in configs.PipelineConfig(home=home).serving_model_dir.iterdir())
 
 
 def _pusher_pushed(home: Path) -> int | None:
@@ -57,7 +58,7 @@ def test_first_run_completes_every_component_and_records_it_in_mlmd(slice_home: 
         assert f"{name:<32} COMPLETE in" in run.output  # one progress line per component
     assert "Epoch 1, Loss: " in run.output and ", Test Accuracy: " in run.output
     assert "blessing: BLESSED" in run.output
-    assert f"pushed: {home / 'serving_model' / 'mnist'}/" in run.output
+    assert f"pushed: {configs.PipelineConfig(home=home).serving_model_dir}/" in run.output
 
 
 def test_example_gen_wrote_the_slice_with_raw_features(slice_home: tuple[Path, CliRun]) -> None:
@@ -80,7 +81,7 @@ def test_pushed_model_signatures_agree_on_pixels_png_and_examples(
 ) -> None:
     home, _ = slice_home
     (version,) = _versions(home)
-    model = tf.saved_model.load(str(home / "serving_model" / "mnist" / version))
+    model = tf.saved_model.load(str(configs.PipelineConfig(home=home).serving_model_dir / version))
     images, labels = example_gen.read_split(str(data_dir / "t10k-*"), limit=16)
 
     by_pixels = model.signatures[features.SIGNATURE_PIXELS](images=tf.constant(images, tf.float32))

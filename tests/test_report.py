@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import configs, report, report_plots, run_record, run_summary
+from cli import report as report_cli
+from pipeline import configs
+from reports import plots as report_plots
+from reports import report, run_record, run_summary
 from tests.conftest import mnist_tfx
 
 FIGURE = re.compile(r'<figure id="(\w+)">\s*<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" '
@@ -96,6 +99,6 @@ def test_report_pictures_decode_to_the_expected_size(written):
 
 
 def test_report_without_a_run(tmp_path, capsys):
-    assert report.main(["--home", str(tmp_path)], default_home="/nonexistent") == 2
+    assert report_cli.main(["--home", str(tmp_path)]) == 2
     metadata = configs.PipelineConfig(home=tmp_path).metadata_path
     assert capsys.readouterr().err == f"error: no pipeline run recorded in {metadata}\n"

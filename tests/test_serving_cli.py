@@ -14,7 +14,7 @@ import pytest
 from serving.batching import BatchingParameters, parse_batching_parameters
 from serving.client import RestClient
 from serving.model_config import ModelConfig
-from serving.predict_cli import main as predict_main
+from cli.predict import main as predict_main
 from serving.server import main as serve_main
 from serving.server import parse_args
 from tests.serving_conftest_helpers import FIXTURES, free_port
@@ -71,13 +71,13 @@ def test_predict_reports_unreadable_inputs(tmp_path, capsys):
 
 def test_rest_client_predict_cli_and_serve_flags_import_no_tensorflow():
     """So `mnist-tfx predict` and `mnist-tfx serve --help` (flags in serving.options) answer at once."""
-    code = ("import sys, serving.client, serving.predict_cli, serving.options; "
+    code = ("import sys, serving.client, cli.main, cli.predict, cli.serve, serving.options; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tfx')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    help_text = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--help"], cwd=REPO,
+    help_text = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--help"], cwd=REPO,
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0 and "--rest_api_port" in help_text.stdout, help_text.stderr
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from components import features
 from components.idx import read_idx
+from cli.predict import TEST_IMAGES_FILE, main as predict_main
 from serving.client import GrpcClient, RestClient, b64
-from serving.predict_cli import TEST_IMAGES_FILE, main as predict_main
 
 pytestmark = pytest.mark.slow
 N = 12
@@ -35,12 +35,12 @@ def pixels(data_dir) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def rest(mnist_server):
-    return RestClient(mnist_server.rest, "mnist")
+    return RestClient(mnist_server.rest, features.MODEL_NAME)
 
 
 @pytest.fixture(scope="module")
 def grpc_client(mnist_server):
-    client = GrpcClient(mnist_server.grpc, "mnist")
+    client = GrpcClient(mnist_server.grpc, features.MODEL_NAME)
     yield client
     client.close()
 
@@ -148,7 +148,7 @@ def test_predict_cli(mnist_server, model, pixels, data_dir, tmp_path, capsys, pr
         path.write_bytes(png(pixels[i]))
         files.append(str(path))
     transport = ["--server", mnist_server.rest] if protocol == "rest" else ["--grpc", mnist_server.grpc]
-    assert predict_main([*transport, "--model", "mnist", "--test-images", "5", *files], str(data_dir)) == 0
+    assert predict_main([*transport, "--model", features.MODEL_NAME, "--test-images", "5", *files], str(data_dir)) == 0
     lines = capsys.readouterr().out.splitlines()
     expected = in_process(model, features.SIGNATURE_PIXELS,
                           **{features.INPUT_IMAGES: tf.constant(pixels[:5], tf.float32)})

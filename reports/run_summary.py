@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from pipeline import configs, run_record
-
-ACCURACY_KEY = "sparse_categorical_accuracy"
+from pipeline import configs
+from reports import run_record, tfma_output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,27 +31,13 @@ def summarize(config: configs.PipelineConfig) -> RunSummary:
             if artifact.type == "ModelBlessing":
                 blessed = run_record.custom_property(artifact, "blessed") == 1
             elif artifact.type == "ModelEvaluation":
-                accuracy = overall_metric(artifact.uri, ACCURACY_KEY)
+                accuracy = tfma_output.overall_metrics(artifact.uri).get(tfma_output.ACCURACY_KEY)
     if "Pusher" in by_id:
         for artifact in run_record.output_artifacts(store, by_id["Pusher"].execution_id):
             if run_record.custom_property(artifact, "pushed") == 1:
                 pushed_path = run_record.custom_property(artifact, "pushed_destination")
                 pushed_version = run_record.custom_property(artifact, "pushed_version")
     return RunSummary(nodes, accuracy, blessed, pushed_path, pushed_version)
-
-
-def overall_metric(evaluation_uri: str, name: str) -> float | None:
-    """One metric of the overall slice from an Evaluator output (TFMA metrics file)."""
-    import tensorflow_model_analysis as tfma  # heavy; only needed here
-
-    for metrics in tfma.load_metrics(evaluation_uri):
-        if metrics.slice_key.single_slice_keys:
-            continue
-        for key_and_value in metrics.metric_keys_and_values:
-            key = key_and_value.key
-            if key.name == name and not key.is_diff and key.model_name in ("", "candidate"):
-                return key_and_value.value.double_value.value
-    return None
 
 
 def render(summary: RunSummary, config: configs.PipelineConfig) -> str:

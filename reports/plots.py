@@ -13,13 +13,14 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from components.features import NUM_CLASSES
+
 DPI = 100
 CURVES_SIZE = (1000, 400)
 CONFUSION_SIZE = (640, 560)
 PER_DIGIT_SIZE = (720, 360)
 GALLERY_COLUMNS = 10
 GALLERY_CELL = (100, 125)  # the data grid's cell, so both pictures read alike
-NUM_CLASSES = 10
 
 
 def _figure(size: tuple[int, int]) -> Figure:

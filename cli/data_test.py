@@ -4,7 +4,7 @@ import os
 
 from PIL import Image
 
-from components.data_cli import main
+from cli.data import main
 from components.mnist_data import FILES
 
 

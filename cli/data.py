@@ -7,10 +7,15 @@ import sys
 
 from components import data_grid, mnist_data
 from components.idx import DataFileError
+from pipeline.configs import PipelineConfig
 
 
-def main(argv: list[str], default_dest: str) -> int:
-    """Run `mnist-tfx data [--dest DIR] [--source DIR] [--show N --out grid.png]`; exit status."""
+def main(argv: list[str], default_dest: str | None = None) -> int:
+    """Run `mnist-tfx data [--dest DIR] [--source DIR] [--show N --out grid.png]`; exit status.
+
+    ``--dest`` defaults to ``default_dest``, else the home's data directory.
+    """
+    default_dest = default_dest or str(PipelineConfig().data_dir)
     parser = argparse.ArgumentParser(
         prog="mnist-tfx data",
         description="Materialize the four MNIST IDX files offline and verify them.",

@@ -16,16 +16,19 @@ import numpy as np
 from components.features import (
     INPUT_IMAGE_BYTES,
     INPUT_IMAGES,
+    MODEL_NAME,
     OUTPUT_CLASSES,
     OUTPUT_PROBABILITIES,
     SIGNATURE_IMAGE_BYTES,
     SIGNATURE_PIXELS,
 )
 from components.idx import DataFileError, read_idx
+from components.mnist_data import FILES
+from pipeline.configs import PipelineConfig
 from serving.client import GrpcClient, RestClient, ServingClientError, b64
 
-TEST_IMAGES_FILE = "t10k-images-idx3-ubyte.gz"
-TEST_LABELS_FILE = "t10k-labels-idx1-ubyte.gz"
+TEST_IMAGES_FILE = FILES["t10k", "images"]
+TEST_LABELS_FILE = FILES["t10k", "labels"]
 _CHUNK = 100  # images per request
 
 
@@ -75,7 +78,7 @@ def build_parser(default_data_dir: str) -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="PNG or JPEG files")
     parser.add_argument("--server", default="http://127.0.0.1:8501",
                         help="REST address of the model server (default http://127.0.0.1:8501)")
-    parser.add_argument("--model", default="mnist", help="model name (default mnist)")
+    parser.add_argument("--model", default=MODEL_NAME, help=f"model name (default {MODEL_NAME})")
     parser.add_argument("--grpc", metavar="HOST:PORT", help="use gRPC at HOST:PORT instead of REST")
     parser.add_argument("--test-images", type=int, metavar="N",
                         help=f"classify the first N official test images ({TEST_IMAGES_FILE})")
@@ -85,9 +88,9 @@ def build_parser(default_data_dir: str) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str], default_data_dir: str) -> int:
-    """Entry point of `mnist-tfx predict`; returns the exit code."""
-    parser = build_parser(default_data_dir)
+def main(argv: list[str], default_data_dir: str | None = None) -> int:
+    """Entry point of `mnist-tfx predict` (data directory default: the home's); returns the exit code."""
+    parser = build_parser(default_data_dir or str(PipelineConfig().data_dir))
     args = parser.parse_args(argv)
     if not args.images and not args.test_images:
         parser.error("give IMAGE files or --test-images N")

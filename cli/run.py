@@ -1,0 +1,73 @@
+"""``mnist-tfx run``: the whole pipeline on Apache Beam, one line per component, then a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from cli.commands import COMMANDS
+from components import features
+from components.training_params import TrainingParams
+from pipeline import configs
+
+def run_parser() -> argparse.ArgumentParser:
+    """The data, training and gate options; ``mnist-tfx compile`` takes the same ones."""
+    config_defaults = configs.PipelineConfig.__dataclass_fields__
+    training = TrainingParams()
+    parser = argparse.ArgumentParser(prog="mnist-tfx run", description=COMMANDS["run"])
+    add = parser.add_argument
+    add("--home", help=f"home directory (default ${configs.HOME_ENV} or {configs.DEFAULT_HOME})")
+    add("--train-limit", type=int, help="use the first N training images (default: all 60,000)")
+    add("--eval-limit", type=int, help="use the first N test images (default: all 10,000)")
+    add("--beam-arg", action="append", dest="beam_args", metavar="ARG",
+        help="a Beam pipeline argument, repeatable (e.g. --beam-arg=--direct_num_workers=2)")
+    add("--epochs", type=int, help=f"training epochs (default {training.epochs})")
+    add("--batch-size", type=int, help=f"batch size (default {training.batch_size})")
+    add("--learning-rate", type=float, help=f"Adam's initial learning rate (default {training.learning_rate})")
+    add("--training-loop", choices=features.TRAINING_LOOPS, help="GradientTape loop (default) or Keras fit")
+    add("--distribution-strategy", choices=features.DISTRIBUTION_STRATEGIES,
+        help="tf.distribute strategy for training (multi_worker_mirrored reads TF_CONFIG)")
+    add("--min-accuracy", type=float,
+        help=f"bless only at or above this test accuracy (default {config_defaults['min_accuracy'].default})")
+    add("--max-accuracy-drop", type=float, help="tolerated accuracy drop against the last blessed model (default 0)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> configs.PipelineConfig:
+    """Defaults, then ``MNIST_TFX_*`` variables, then the flags given."""
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    if "beam_args" in overrides:
+        overrides["beam_args"] = tuple(overrides["beam_args"])
+    return configs.PipelineConfig.from_env(**overrides)
+
+
+def main(argv: list[str]) -> int:
+    args = run_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from components import mnist_data  # imports numpy only
+
+    try:
+        source, _ = mnist_data.materialize(config.data_dir)
+    except Exception as err:  # noqa: BLE001 - any data problem is reported, not raised
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"data: {config.data_dir} ({source})", flush=True)
+    started = time.monotonic()
+    print("loading TFX …", flush=True)
+    configs.apply_pipeline_tf_env()
+    from cli import progress
+    from pipeline import local_runner
+    from reports import run_summary
+
+    try:
+        local_runner.run(config, progress.ReportingBeamDagRunner())
+    finally:  # a failed run is summarized too: which component failed, after how long
+        if config.metadata_path.exists():
+            print(run_summary.render(run_summary.summarize(config), config))
+        print(f"  wall time {time.monotonic() - started:.0f} s")
+    return 0
