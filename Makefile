@@ -13,8 +13,11 @@ run: setup
 	$(BIN)/mnist-tfx data
 	$(BIN)/mnist-tfx run
 
+# Lint and format check first (ruff, configured in pyproject.toml), then every test.
 test:
 	@bash scripts/setup.sh test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +18,9 @@ from pipeline.configs import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHUFFLE_BUFFER = TrainingParams.shuffle_buffer  # the Trainer's default
+# TF Serving's test models and configs: beside the checkout (`../shared/...`), or $TF_SERVING_TESTDATA.
+TF_SERVING_TESTDATA = Path(
+    os.environ.get("TF_SERVING_TESTDATA") or REPO.parent / "shared" / "fixtures" / "tf_serving_testdata")
 RESULTS = Path(os.environ.get("MNIST_TFX_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
@@ -25,6 +29,13 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small settings that finish in seconds to minutes")
     return p
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback address now (for a server started next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def machine() -> dict[str, Any]:

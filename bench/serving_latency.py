@@ -27,9 +27,8 @@ import numpy as np
 
 from bench import common
 from components import features
-from tests.serving_conftest_helpers import FIXTURES, free_port
 
-HALF_PLUS_TWO = FIXTURES / "saved_model_half_plus_two_cpu"
+HALF_PLUS_TWO = common.TF_SERVING_TESTDATA / "saved_model_half_plus_two_cpu"
 CLIENTS = (1, 8, 32)
 BATCH = 32
 BATCHING = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\nnum_batch_threads { value: 2 }\n"
@@ -68,7 +67,7 @@ def latest_version(base_path: Path) -> Path | None:
 
 def start_server(model: Model, batching: bool, tmp: str) -> tuple[subprocess.Popen, int, int]:
     """`serving.server.main` in a subprocess; returns it with its gRPC and REST ports once serving."""
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = common.free_port(), common.free_port()
     args = [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_name={model.name}",
             f"--model_base_path={model.base_path}"]
     if batching:

@@ -127,7 +127,7 @@ def main(argv: list[str], default_data_dir: str | None = None) -> int:
     for i, (digit, prob) in enumerate(test_results):
         print(f"test[{i}]\t{digit}\t{prob:.4f}\tlabel={int(labels[i])}")
     if test_results:
-        correct = sum(d == int(l) for (d, _), l in zip(test_results, labels))
+        correct = sum(d == int(label) for (d, _), label in zip(test_results, labels))
         print(f"accuracy {correct}/{len(test_results)} = {correct / len(test_results):.4f}",
               file=sys.stderr)
     return 0

@@ -11,6 +11,7 @@ from components import features
 from components.training_params import TrainingParams
 from pipeline import configs
 
+
 def run_parser() -> argparse.ArgumentParser:
     """The data, training and gate options; ``mnist-tfx compile`` takes the same ones."""
     config_defaults = configs.PipelineConfig.__dataclass_fields__

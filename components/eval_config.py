@@ -6,6 +6,7 @@ import tensorflow_model_analysis as tfma
 
 from components import features
 
+
 def eval_config(min_accuracy: float, max_accuracy_drop: float = 0.0) -> tfma.EvalConfig:
     """Blesses a model only if its accuracy is ≥ ``min_accuracy`` and not worse than the baseline
     (the latest blessed model) by more than ``max_accuracy_drop``."""

@@ -47,7 +47,7 @@ def test_slice_gives_expected_counts_and_raw_features(data_dir: Path, tmp_path: 
         (e.features.feature[features.LABEL_KEY].int64_list.value[0], tuple(e.features.feature[features.IMAGE_KEY].int64_list.value))
         for e in train
     )
-    assert by_label == sorted((int(l), tuple(int(p) for p in i.reshape(-1))) for i, l in zip(images, labels))
+    assert by_label == sorted((int(label), tuple(int(p) for p in image.reshape(-1))) for image, label in zip(images, labels))
     assert all(len(e.features.feature[features.IMAGE_KEY].int64_list.value) == 784 for e in test)
 
 

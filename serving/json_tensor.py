@@ -98,7 +98,7 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
     except UnicodeDecodeError as e:
         raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Parse error: Invalid encoding in string. at offset: {e.start}")
+                           f"JSON Parse error: Invalid encoding in string. at offset: {e.start}") from None
     if not text:
         raise ServingError(Code.INVALID_ARGUMENT, "JSON Parse error: The document is empty")
     stripped = text.lstrip()
@@ -115,11 +115,11 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
                       "Missing a comma or ']' after an array element."
                       if "delimiter" in e.msg else e.msg)
         raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Parse error: {reason} at offset: {offset + e.pos}")
+                           f"JSON Parse error: {reason} at offset: {offset + e.pos}") from None
     except RecursionError:
-        raise ServingError(Code.INVALID_ARGUMENT, "JSON Parse error: nesting too deep")
+        raise ServingError(Code.INVALID_ARGUMENT, "JSON Parse error: nesting too deep") from None
     except ValueError as e:  # an overflowing number, or an integer too long to convert
-        raise ServingError(Code.INVALID_ARGUMENT, f"JSON Parse error: {e}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"JSON Parse error: {e}") from None
     if not isinstance(doc, dict):
         raise ServingError(Code.INVALID_ARGUMENT, f"JSON Value: {debug_string(doc)} Is not object")
     return doc
@@ -178,7 +178,7 @@ def decode_b64(val: Any) -> bytes:
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise ServingError(Code.INVALID_ARGUMENT, "Unable to base64 decode")
+        raise ServingError(Code.INVALID_ARGUMENT, "Unable to base64 decode") from None
 
 
 _FLOAT_TYPES = frozenset({types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16})
@@ -360,7 +360,7 @@ def _fill_from_instances(instances: list, infos: TensorInfoMap,
                     raise ServingError(
                         Code.INVALID_ARGUMENT,
                         f"Failed to process element: {index} key: {name} of 'instances' list. "
-                        f"Error: {e.status_string()}")
+                        f"Error: {e.status_string()}") from None
             if set(elem) != set(names):
                 raise ServingError(
                     Code.INVALID_ARGUMENT,
@@ -375,7 +375,7 @@ def _fill_from_instances(instances: list, infos: TensorInfoMap,
             except ServingError as e:
                 raise ServingError(Code.INVALID_ARGUMENT,
                                    f"Failed to process element: {index} of 'instances' list. "
-                                   f"Error: {e.status_string()}")
+                                   f"Error: {e.status_string()}") from None
     for name, flat in values.items():
         dtype = infos[name].dtype
         tensor = out[name]
@@ -533,10 +533,10 @@ def format_decimal(value: float, double: bool) -> str:
         return "NaN"
     if math.isinf(value):
         return "-Infinity" if value < 0 else "Infinity"
-    text = "%g" % value
+    text = f"{value:g}"
     parsed = float(text)
     if (parsed if double else float(np.float32(parsed))) != value:
-        text = "%.*g" % (17 if double else 9, value)
+        text = f"{value:.{17 if double else 9}g}"
     if "." not in text and "e" not in text:
         text += ".0"
     return text

@@ -12,7 +12,6 @@ import os
 from serving.batching import parse_batching_parameters
 from serving.model_config import ModelConfig
 
-
 DEFAULT_MODEL_NAME = "default"  # tensorflow_model_server's; `mnist-tfx serve` passes its own
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 

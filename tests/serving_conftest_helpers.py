@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,9 +14,9 @@ from typing import Iterator
 
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-# TF Serving's test models and configs: beside the checkout (`../shared/...`), or $TF_SERVING_TESTDATA.
-FIXTURES = Path(os.environ.get("TF_SERVING_TESTDATA") or REPO.parent / "shared" / "fixtures" / "tf_serving_testdata")
+from bench.common import TF_SERVING_TESTDATA, free_port
+
+FIXTURES = TF_SERVING_TESTDATA
 TWO_VERSIONS = "saved_model_half_plus_two_2_versions"
 TF_SERVING_BINARY = "tensorflow_model_server"
 
@@ -51,12 +49,6 @@ def single_model_config(name: str, base_path: Path | str) -> str:
             f'model_platform: "tensorflow" }} }}')
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclasses.dataclass
 class RunningServer:
     """Where a started server listens."""
@@ -81,9 +73,9 @@ def serve_in_process(config_text: str, poll_seconds: float = 1.0,
                      batching_parameters: str | None = None,
                      max_request_bytes: int | None = None) -> Iterator[RunningServer]:
     """Our ModelServer in this process on free loopback ports."""
+    from cli.serve import rest_plug_ins
     from serving.model_config import parse_model_server_config
     from serving.server import ModelServer, ServerOptions
-    from cli.serve import rest_plug_ins
 
     options = ServerOptions(
         models=parse_model_server_config(config_text), port=free_port(),

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.predict import main as predict_main
 from serving.batching import BatchingParameters, parse_batching_parameters
 from serving.client import RestClient
 from serving.model_config import ModelConfig
-from cli.predict import main as predict_main
 from serving.server import main as serve_main
 from serving.server import parse_args
 from tests.serving_conftest_helpers import FIXTURES, free_port

@@ -12,9 +12,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from cli.predict import TEST_IMAGES_FILE
+from cli.predict import main as predict_main
 from components import features
 from components.idx import read_idx
-from cli.predict import TEST_IMAGES_FILE, main as predict_main
 from serving.client import GrpcClient, RestClient, b64
 
 pytestmark = pytest.mark.slow
