@@ -10,12 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.commands import COMMANDS
 from pipeline import configs
 
 
 def parse_args(argv: list[str], default_home: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="mnist-tfx report", description=COMMANDS["report"])
+    parser = argparse.ArgumentParser(prog="mnist-tfx report", description="Write an HTML report of the latest run.")
     parser.add_argument("--home", default=default_home, help=f"the pipeline's home (default {default_home})")
     parser.add_argument("--out", help="output directory (default <home>/reports/<run id>/)")
     return parser.parse_args(argv)
