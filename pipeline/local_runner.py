@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
+
 from tfx.orchestration.beam import beam_dag_runner
 
+from components import locks
 from pipeline import configs, run_record
 from pipeline.pipeline import create_pipeline
 
@@ -34,7 +38,17 @@ class ReportingBeamDagRunner(beam_dag_runner.BeamDagRunner):
 
 
 def run(config: configs.PipelineConfig) -> None:
-    """Runs the whole pipeline; raises if a component fails."""
-    config.metadata_path.parent.mkdir(parents=True, exist_ok=True)
-    ReportingBeamDagRunner().run(create_pipeline(config))
+    """Runs the whole pipeline; raises if a component fails.
+
+    One run per home at a time (two would share MLMD, the pipeline root and the serving directory):
+    a run that finds the home in use stops at once, with ``error: ...`` naming the running one.
+    """
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(locks.hold(config.home, f"mnist-tfx run of {config.pipeline_name}"))
+        except locks.LockHeldError as e:
+            print(f"error: {e}; wait for that run to finish, or use another --home", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        config.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+        ReportingBeamDagRunner().run(create_pipeline(config))
 
