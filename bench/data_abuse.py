@@ -56,7 +56,10 @@ def run_data_cli(source: Path, dest: Path, timeout: float = 60) -> dict[str, Any
     try:
         done = subprocess.run(
             [sys.executable, "-c", _CHILD.format(cap=ADDRESS_SPACE_CAP), str(source), str(dest)],
-            cwd=REPO, capture_output=True, text=True, timeout=timeout,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return {"rc": "timeout", "stderr": "", "rss_growth_mb": None, "seconds": timeout}
@@ -103,9 +106,11 @@ def main() -> None:
             size = sum(f.lstat().st_size for f in source.iterdir())
             result = run_data_cli(source, Path(tmp) / "dest", args.timeout)
             error = result["stderr"].splitlines()[-1][:160] if result["stderr"] else ""
-            print(f"{case:<10} file {size:>9} B  rc {result['rc']!s:<12} peak RSS growth "
-                  f"{result['rss_growth_mb'] if result['rss_growth_mb'] is None else round(result['rss_growth_mb'])} MB"
-                  f"  {result['seconds']:.1f} s  {error}")
+            print(
+                f"{case:<10} file {size:>9} B  rc {result['rc']!s:<12} peak RSS growth "
+                f"{result['rss_growth_mb'] if result['rss_growth_mb'] is None else round(result['rss_growth_mb'])} MB"
+                f"  {result['seconds']:.1f} s  {error}"
+            )
 
 
 if __name__ == "__main__":

@@ -13,9 +13,8 @@ def test_second_holder_is_refused_with_the_first_named_and_gets_it_once_released
     directory = tmp_path / "home"
     with locks.hold(directory, "running the pipeline") as path:
         assert path == directory / locks.LOCK_FILE_NAME and not path.name.isdigit()
-        with pytest.raises(locks.LockHeldError) as e:
-            with locks.hold(directory, "a second run"):
-                pytest.fail("entered a held lock")
+        with pytest.raises(locks.LockHeldError) as e, locks.hold(directory, "a second run"):
+            pytest.fail("entered a held lock")
         message = str(e.value)
         assert message.startswith(f"{directory}: in use by pid {os.getpid()} on {socket.gethostname()} since ")
         assert message.endswith(" (running the pipeline)")
@@ -46,7 +45,6 @@ def test_a_waiting_holder_gets_the_lock_when_the_first_releases_it(tmp_path):
 
 def test_a_symlinked_lock_file_is_refused(tmp_path):
     (tmp_path / locks.LOCK_FILE_NAME).symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(OSError):
-        with locks.hold(tmp_path, "x"):
-            pass
+    with pytest.raises(OSError), locks.hold(tmp_path, "x"):
+        pass
     assert not (tmp_path / "elsewhere").exists()

@@ -128,10 +128,16 @@ def test_push_waits_for_a_push_held_by_another_process_and_gets_the_lock_when_it
     base = tmp_path / "mnist"
     model = _model(tmp_path)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom components import locks\n"
-         "with locks.hold(sys.argv[1], 'pushing a test model'):\n    print('held', flush=True)\n    time.sleep(60)",
-         str(base)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom components import locks\n"
+            "with locks.hold(sys.argv[1], 'pushing a test model'):\n    print('held', flush=True)\n    time.sleep(60)",
+            str(base),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline() == "held\n"
@@ -170,5 +176,5 @@ def test_every_file_and_directory_is_flushed_before_the_rename(tmp_path: Path, m
     flushed_before = {path for kind, path in events[: renames[0]] if kind == "fsync"}
     relative = ["", "saved_model.pb", "variables", "variables/variables.index"]
     assert flushed_before >= {os.path.join(staging, name).rstrip("/") for name in relative}
-    assert ("fsync", str(base)) in events[renames[0]:]  # the rename itself made durable
+    assert ("fsync", str(base)) in events[renames[0] :]  # the rename itself made durable
     assert (base / str(version) / "saved_model.pb").read_bytes() == b"graph"

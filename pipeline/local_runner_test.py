@@ -28,7 +28,11 @@ def test_a_second_run_on_a_busy_home_stops_naming_the_running_one(tmp_path: Path
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         second = subprocess.run(
             [str(Path(sys.executable).parent / "mnist-tfx"), "run", "--home", str(home), "--train-limit", "10"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
     finally:
         first.kill()
