@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Iterator
 
 from tfx.orchestration.beam import beam_dag_runner
 
@@ -37,11 +38,11 @@ class ReportingBeamDagRunner(beam_dag_runner.BeamDagRunner):
     _PIPELINE_NODE_DO_FN_CLS = _ReportingNodeDoFn
 
 
-def run(config: configs.PipelineConfig) -> None:
-    """Runs the whole pipeline; raises if a component fails.
+@contextlib.contextmanager
+def home_lock(config: configs.PipelineConfig) -> Iterator[None]:
+    """Holds the home's lock for the block; if another run holds it, says which and exits with 2.
 
-    One run per home at a time (two would share MLMD, the pipeline root and the serving directory):
-    a run that finds the home in use stops at once, with ``error: ...`` naming the running one.
+    One run per home at a time: two would share MLMD, the pipeline root and the serving directory.
     """
     with contextlib.ExitStack() as held:
         try:
@@ -49,6 +50,11 @@ def run(config: configs.PipelineConfig) -> None:
         except locks.LockHeldError as e:
             print(f"error: {e}; wait for that run to finish, or use another --home", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        yield
+
+
+def run(config: configs.PipelineConfig) -> None:
+    """Runs the whole pipeline under :func:`home_lock`; raises if a component fails."""
+    with home_lock(config):
         config.metadata_path.parent.mkdir(parents=True, exist_ok=True)
         ReportingBeamDagRunner().run(create_pipeline(config))
-
