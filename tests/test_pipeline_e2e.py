@@ -40,7 +40,7 @@ def _run_states(home: Path) -> dict[str, str]:
 
 
 def _versions(home: Path) -> list[str]:
-    return sorted(p.name for p in (home / "serving_model" / "mnist").iterdir())
+    return sorted(p.name for p in (home / "serving_model" / "mnist").iterdir() if p.name.isdigit())  # not the lock
 
 
 def _pusher_pushed(home: Path) -> int | None:
