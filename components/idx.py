@@ -59,7 +59,8 @@ def _bytes_left(stream: BinaryIO) -> int | None:
     """How many bytes a plain seekable stream still holds (for messages), else None."""
     try:
         here = stream.tell()
-        end = stream.seek(0, io.SEEK_END)
+        stream.seek(0, io.SEEK_END)
+        end = stream.tell()
         stream.seek(here)
     except (OSError, AttributeError, ValueError):
         return None
