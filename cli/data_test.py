@@ -2,10 +2,14 @@
 
 import os
 
+import pytest
 from PIL import Image
 
+from bench.data_abuse import abusive_source, run_data_cli, write_gzip_bomb
 from cli.data import main
-from components.mnist_data import FILES
+from components.features import PIXELS_SHAPE
+from components.idx import idx_header
+from components.mnist_data import FILES, SIZES
 
 
 def test_materialize_check_and_show(tmp_path, monkeypatch, capsys):
@@ -56,3 +60,41 @@ def test_missing_source(tmp_path, capsys):
     assert main(["--source", str(tmp_path / "nowhere")], default_dest=str(tmp_path / "data")) == 2
     assert capsys.readouterr().err == f"error: {tmp_path}/nowhere: source directory does not exist\n"
     assert os.listdir(tmp_path) == []
+
+
+def _bomb(path, declared_images: int, zeros: int) -> None:
+    write_gzip_bomb(path, idx_header((declared_images, *PIXELS_SHAPE)), zeros)
+
+
+ABUSIVE_SOURCES = {  # case: (make the train images file, the problem said, peak RSS growth bound in MB)
+    "gzip bomb, full header": (
+        lambda p: _bomb(p, SIZES["train"], 200 << 20),
+        "trailing bytes after the 47040000 bytes of data",
+        47 + 32,  # the expected data, read once
+    ),
+    "gzip bomb, small header": (lambda p: _bomb(p, 1, 200 << 20), "trailing bytes after the 784 bytes of data", 32),
+    "gzip bomb, header too big": (
+        lambda p: _bomb(p, SIZES["train"] + 1, 200 << 20),
+        "header declares shape [60001, 28, 28], 47040784 bytes of data, more than the 47040000 bytes expected",
+        32,
+    ),
+    "link to /dev/zero": (
+        lambda p: p.with_suffix("").symlink_to("/dev/zero"),
+        "not a regular file (a character device); only regular files are read",
+        32,
+    ),
+    "FIFO": (lambda p: os.mkfifo(p.with_suffix("")), "not a regular file (a FIFO (named pipe))", 32),
+}
+
+
+@pytest.mark.parametrize("case", ABUSIVE_SOURCES)
+def test_abusive_source_is_refused_in_bounded_memory(tmp_path, case):
+    make, problem, max_growth_mb = ABUSIVE_SOURCES[case]
+    images = abusive_source(tmp_path / "src")
+    make(images)
+    path = images if images.exists() else images.with_suffix("")
+    result = run_data_cli(tmp_path / "src", tmp_path / "data", timeout=120)
+    assert result["rc"] == 2, result
+    assert result["stderr"].startswith(f"error: {path}: {problem}")
+    assert result["rss_growth_mb"] < max_growth_mb, result
+    assert not (tmp_path / "data").exists()

@@ -63,12 +63,24 @@ def main(argv: list[str]) -> int:
     configs.apply_pipeline_tf_env()
     from cli import progress
     from pipeline import local_runner
-    from reports import run_summary
+
+    from components import locks
 
     try:
         local_runner.run(config, progress.ReportingBeamDagRunner())
-    finally:  # a failed run is summarized too: which component failed, after how long
-        if config.metadata_path.exists():
-            print(run_summary.render(run_summary.summarize(config), config))
-        print(f"  wall time {time.monotonic() - started:.0f} s")
+    except locks.LockHeldError as err:  # another run owns this home: its MLMD is not ours to summarize
+        print(f"error: {err}; wait for that run to finish, or use another --home", file=sys.stderr, flush=True)
+        return 2
+    except BaseException:  # a failed run is summarized too: which component failed, after how long
+        _summarize(config, started)
+        raise
+    _summarize(config, started)
     return 0
+
+
+def _summarize(config: configs.PipelineConfig, started: float) -> None:
+    from reports import run_summary
+
+    if config.metadata_path.exists():
+        print(run_summary.render(run_summary.summarize(config), config))
+    print(f"  wall time {time.monotonic() - started:.0f} s")

@@ -22,7 +22,7 @@ from tfx.proto import example_gen_pb2
 from tfx.utils import proto_utils
 
 from components import features
-from components.idx import IdxFormatError, parse_idx
+from components.idx import IdxFormatError, read_idx_stream
 
 # Input splits: the official training files become `train`, the official test files `eval`.
 SPLIT_PATTERNS = {features.TRAIN_SPLIT: "train-*", features.EVAL_SPLIT: "t10k-*"}
@@ -67,7 +67,7 @@ def _split_name(exec_properties: Mapping[str, Any], split_pattern: str) -> str:
 
 def _read_idx(path: str) -> np.ndarray:
     with tf.io.gfile.GFile(path, "rb") as handle:
-        return parse_idx(handle.read(), path)
+        return read_idx_stream(handle, path)
 
 
 def read_split(split_pattern: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

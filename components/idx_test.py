@@ -7,7 +7,18 @@ import re
 import numpy as np
 import pytest
 
-from components.idx import DataFileError, IdxFormatError, parse_idx, read_idx, write_atomic, write_idx
+from bench.data_abuse import write_gzip_bomb
+from components.idx import (
+    MAX_DATA_BYTES,
+    DataFileError,
+    IdxFormatError,
+    idx_header,
+    parse_idx,
+    read_idx,
+    read_idx_stream,
+    write_atomic,
+    write_idx,
+)
 
 
 def _raw_idx(array: np.ndarray) -> bytes:
@@ -60,10 +71,11 @@ def test_bad_magic(magic):
     ],
 )
 def test_wrong_length(data, problem):
-    for blob in (data, gzip.compress(data)):
+    # Inflating stops one byte past the declared data, so a gzipped file's extra bytes go uncounted.
+    for blob, said in ((data, problem), (gzip.compress(data), problem.replace("2 trailing", "trailing"))):
         with pytest.raises(IdxFormatError) as e:
             parse_idx(blob, "/d/f.idx")
-        assert str(e.value) == f"/d/f.idx: {problem}"
+        assert str(e.value) == f"/d/f.idx: {said}"
 
 
 @pytest.mark.parametrize("damage", ["flip", "cut"])
@@ -103,3 +115,52 @@ def test_failed_write_keeps_old_file_and_no_temp(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.idx", "d"]
     assert os.listdir(tmp_path / "d") == []
     assert path.read_bytes() == old
+
+
+def test_gzip_bomb_is_refused_one_byte_past_the_declared_data(tmp_path):
+    path = tmp_path / "bomb.gz"
+    write_gzip_bomb(path, idx_header((1000,)), 200 << 20)  # ~200 KB inflating to 200 MB
+    with open(path, "rb") as f:
+        with pytest.raises(IdxFormatError) as e:
+            read_idx_stream(f, str(path))
+        stopped_at = f.tell()
+    assert str(e.value) == f"{path}: trailing bytes after the 1000 bytes of data"
+    assert stopped_at < 64 << 10 < path.stat().st_size  # most of the bomb was never even read
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_header_declaring_more_than_expected_is_refused_before_the_data(tmp_path, compress):
+    path = tmp_path / "big.idx"
+    data = idx_header((2**32 - 1, 2**32 - 1)) + b"\0" * 100
+    path.write_bytes(gzip.compress(data) if compress else data)
+    with pytest.raises(IdxFormatError) as e:
+        read_idx(path)
+    assert str(e.value) == (
+        f"{path}: header declares shape [4294967295, 4294967295], {(2**32 - 1) ** 2} bytes of data, "
+        f"more than the {MAX_DATA_BYTES} bytes expected"
+    )
+    write_idx(tmp_path / "b.gz", np.zeros(5, np.uint8))
+    with pytest.raises(IdxFormatError, match=r"b\.gz: header declares shape \[5\], 5 bytes of data, more than the 4 "):
+        read_idx(tmp_path / "b.gz", max_bytes=4)
+
+
+@pytest.mark.parametrize(
+    "make, kind",
+    [
+        (lambda p: p.symlink_to("/dev/zero"), "a character device"),
+        (lambda p: os.mkfifo(p), "a FIFO (named pipe)"),  # opening it must not wait for a writer
+        (lambda p: p.mkdir(), "a directory"),
+    ],
+)
+def test_only_regular_files_are_read(tmp_path, make, kind):
+    path = tmp_path / "train-images-idx3-ubyte"
+    make(path)
+    with pytest.raises(DataFileError) as e:
+        read_idx(path, ndim=3)
+    assert str(e.value) == f"{path}: not a regular file ({kind}); only regular files are read"
+
+
+def test_a_symlink_to_a_regular_file_is_read(tmp_path):
+    write_idx(tmp_path / "a.gz", np.arange(6, dtype=np.uint8).reshape(2, 3))
+    (tmp_path / "link.gz").symlink_to(tmp_path / "a.gz")
+    assert read_idx(tmp_path / "link.gz", ndim=2).tolist() == [[0, 1, 2], [3, 4, 5]]

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import math
 import os
 import pickle
 import zipfile
@@ -69,12 +70,16 @@ def _check_part(part: str) -> None:
 
 
 def load(data_dir: str | os.PathLike, part: str) -> Arrays:
-    """Images uint8 [N, 28, 28] and labels uint8 [N] of `part` ("train" or "t10k")."""
+    """Images uint8 [N, 28, 28] and labels uint8 [N] of `part` ("train" or "t10k").
+
+    A file whose header declares more than `part`'s official size is refused before its data are
+    read, so no file can make this use more memory than the real MNIST does.
+    """
     _check_part(part)
     data_dir = os.fspath(data_dir)
     return (
-        read_idx(_path(data_dir, part, "images"), ndim=3),
-        read_idx(_path(data_dir, part, "labels"), ndim=1),
+        read_idx(_path(data_dir, part, "images"), ndim=3, max_bytes=SIZES[part] * math.prod(features.PIXELS_SHAPE)),
+        read_idx(_path(data_dir, part, "labels"), ndim=1, max_bytes=SIZES[part]),
     )
 
 

@@ -41,7 +41,7 @@ def _run_states(home: Path) -> dict[str, str]:
 
 
 def _versions(home: Path) -> list[str]:
-    return sorted(p.name for p in configs.PipelineConfig(home=home).serving_model_dir.iterdir())
+    return sorted(p.name for p in configs.PipelineConfig(home=home).serving_model_dir.iterdir() if p.name.isdigit())  # not the lock
 
 
 def _pusher_pushed(home: Path) -> int | None:
