@@ -7,7 +7,7 @@ import sys
 import time
 
 from cli.commands import COMMANDS
-from components import features
+from components import features, locks
 from components.training_params import TrainingParams
 from pipeline import configs
 
@@ -63,8 +63,6 @@ def main(argv: list[str]) -> int:
     configs.apply_pipeline_tf_env()
     from cli import progress
     from pipeline import local_runner
-
-    from components import locks
 
     try:
         local_runner.run(config, progress.ReportingBeamDagRunner())
