@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         from serving import options  # no TensorFlow: --help and flag errors answer at once
 
         default_base_path = str(home / "serving_model" / configs.MODEL_NAME)
-        options.build_parser(default_base_path).parse_args(rest)
+        if options.build_parser(default_base_path).parse_args(rest).version:
+            print(options.version_text())
+            return 0
         from serving import server
 
         return server.main(rest, default_model_base_path=default_base_path)

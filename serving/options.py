@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
+import logging
 import os
 from typing import Iterable
 
@@ -154,6 +156,35 @@ def _add_config_and_service_flags(parser: argparse.ArgumentParser) -> None:
                         help="TensorFlow ops run at once (0: auto)")
     parser.add_argument("--version", type=_bool_flag, nargs="?", const=True, default=False,
                         help="print the version and exit")
+    for name, kind, default, why in IGNORED_FLAGS:
+        parser.add_argument(f"--{name}", type=_bool_flag if kind is bool else kind, default=default,
+                            **({"nargs": "?", "const": True} if kind is bool else {}),
+                            help=f"accepted and ignored: {why}")
+
+
+# TF Serving flags accepted for drop-in compatibility that change nothing here: (name, type,
+# TF Serving's default, why). A value other than the default is logged as ignored.
+IGNORED_FLAGS: tuple[tuple[str, type, object, str], ...] = (
+    ("num_load_threads", int, 0, "versions load one at a time on the poller thread (TF Serving's 0)"),
+    ("num_unload_threads", int, 0, "unloading drops a reference; nothing to parallelise"),
+    ("flush_filesystem_caches", bool, True, "no file system caches are kept after a load"),
+    ("remove_unused_fields_from_bundle_metagraph", bool, True,
+     "only the SignatureDefs of the MetaGraphDef are kept"),
+    ("per_process_gpu_memory_fraction", float, 0.0, "the server runs on CPU"),
+    ("skip_initialize_tpu", bool, False, "no TPU support"),
+)
+
+
+def version_text() -> str:
+    """`--version`, in TF Serving's two lines."""
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    return (f"TensorFlow ModelServer: mnist-tfx {version('mnist-tfx')}\n"
+            f"TensorFlow Library: {version('tensorflow')}")
 
 
 def parse_grpc_channel_arguments(text: str) -> tuple[tuple[str, int | str], ...]:
@@ -199,6 +230,9 @@ def _config_and_service_options(args: argparse.Namespace) -> dict:
     if args.grpc_max_threads <= 0:
         raise ValueError("--grpc_max_threads must be positive")
     intra, inter = _thread_options(args)
+    for name, _, default, why in IGNORED_FLAGS:
+        if getattr(args, name) != default:
+            logging.getLogger(__name__).warning("--%s=%s is ignored: %s", name, getattr(args, name), why)
     return dict(
         model_config_file=args.model_config_file,
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,

@@ -7,7 +7,6 @@ cleanly: stops accepting, finishes in-flight requests, unloads the models.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import logging
 import signal
 import sys
@@ -23,7 +22,7 @@ from serving.grpc_services import add_services
 from serving.metrics import Metrics
 from serving.config_poller import ConfigFilePoller
 from serving.model_manager import ModelManager
-from serving.options import ServerOptions, parse_args
+from serving.options import ServerOptions, parse_args, version_text
 from serving.rest import create_app
 from serving.rest_cors import enable_cors
 from serving.servable import Servable
@@ -144,18 +143,6 @@ def add_health_service(server: grpc.Server):
         servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
-
-
-def version_text() -> str:
-    """`--version`, in TF Serving's two lines."""
-    def version(package: str) -> str:
-        try:
-            return importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            return "unknown"
-
-    return (f"TensorFlow ModelServer: mnist-tfx {version('mnist-tfx')}\n"
-            f"TensorFlow Library: {version('tensorflow')}")
 
 
 def main(argv: list[str], default_model_base_path: str) -> int:

@@ -14,6 +14,7 @@ import pytest
 from serving.batching import BatchingParameters, parse_batching_parameters
 from serving.client import RestClient
 from serving.model_manager import ModelConfig
+from serving.options import LoadRetries
 from serving.predict_cli import main as predict_main
 from serving.server import main as serve_main
 from serving.server import parse_args
@@ -49,8 +50,46 @@ def test_tf_serving_flag_forms(tmp_path):
     assert parse_args(["--enable_batching=false"], "/m").batching_parameters_text is None
 
 
+def test_config_and_service_flags(tmp_path):
+    monitoring = tmp_path / "monitoring.txt"
+    monitoring.write_text('prometheus_config { enable: true path: "/metrics" }')
+    options = parse_args([
+        "--model_config_file_poll_wait_seconds=2", "--allow_version_labels_for_unavailable_models",
+        "--max_num_load_retries=1", "--load_retry_interval_micros=500", f"--monitoring_config_file={monitoring}",
+        "--grpc_socket_path=/tmp/s.sock", "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,"
+        "grpc.lb_policy_name=grpclb", "--grpc_max_threads=3", "--enable_grpc_healthcheck_service=true",
+        "--rest_api_enable_cors_support", "--tensorflow_intra_op_parallelism=2",
+        "--num_load_threads=4"], "/m")
+    assert options.model_config_file_poll_wait_seconds == 2
+    assert options.allow_version_labels_for_unavailable_models
+    assert options.load_retries == LoadRetries(1, 500)
+    assert options.prometheus_path == "/metrics"
+    assert options.grpc_socket_path == "/tmp/s.sock"
+    assert options.grpc_channel_arguments == (("grpc.max_connection_age_ms", 2000),
+                                              ("grpc.lb_policy_name", "grpclb"))
+    assert options.grpc_max_threads == 3
+    assert options.enable_grpc_healthcheck_service and options.rest_api_enable_cors_support
+    assert (options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism) == (2, 0)
+    assert parse_args(["--tensorflow_session_parallelism=3"], "/m").tensorflow_inter_op_parallelism == 3
+    defaults = parse_args([], "/m")
+    assert defaults.load_retries == LoadRetries(5, 60_000_000) and defaults.prometheus_path is None
+    assert not defaults.allow_version_labels_for_unavailable_models
+    assert defaults.model_config_file_poll_wait_seconds == 0
+
+
+def test_bad_model_config_file_is_reported_in_tf_servings_words(tmp_path, capsys):
+    assert serve_main([f"--model_config_file={FIXTURES / 'bad_model_config.txt'}"], "/m") == 2
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [
     ["--batching_parameters_file=/nonexistent"],
+    ["--grpc_channel_arguments=novalue"],
+    ["--port=0"],
+    ["--model_config_file=/dev/null/x"],
+    ["--tensorflow_session_parallelism=1", "--tensorflow_intra_op_parallelism=1",
+     "--tensorflow_inter_op_parallelism=1"],
+    ["--monitoring_config_file=/nonexistent"],
     ["--model_config_file=/nonexistent"],
     ["--enable_batching", "--batching_parameters_file=/dev/null/x"],
 ])
