@@ -58,5 +58,5 @@ class ConfigFilePoller:
         while not self._stop.wait(self._wait):
             try:
                 self.poll_once()
-            except Exception:  # noqa: BLE001 - the poller must outlive any one bad file
+            except Exception:  # the poller must outlive any one bad file
                 log.exception("Polling the model config file failed")

@@ -188,7 +188,7 @@ class ModelManager:
     def __init__(self, configs: list[ModelConfig], load: Callable[[str, int, str], object],
                  poll_wait_seconds: float = 1.0,
                  on_change: Callable[[], None] | None = None,
-                 retries: LoadRetries = LoadRetries(),
+                 retries: LoadRetries | None = None,
                  allow_version_labels_for_unavailable_models: bool = False) -> None:
         self._initial = list(configs)
         self._models: dict[str, _Model] = {}
@@ -196,7 +196,7 @@ class ModelManager:
         self._load = load
         self._poll_wait = poll_wait_seconds
         self._on_change = on_change
-        self._retries = retries
+        self._retries = retries if retries is not None else LoadRetries()
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._lock = threading.Lock()  # guards the bookkeeping; held only briefly
         self._work_lock = threading.Lock()  # one reconcile (load/unload pass) at a time

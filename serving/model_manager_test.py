@@ -303,8 +303,8 @@ def test_labels_on_unavailable_versions_need_the_flag_at_start(tmp_path):
         manager.start()
     manager.stop()
     assert (caught.value.code, caught.value.message) == (
-        Code.FAILED_PRECONDITION, "Request to assign label to version 1 of model m, which is not "
-                                  "currently available for inference")
+        Code.FAILED_PRECONDITION,
+        "Request to assign label to version 1 of model m, which is not currently available for inference")
 
 
 def test_reload_config_adds_removes_and_relabels_models(tmp_path):

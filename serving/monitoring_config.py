@@ -6,8 +6,7 @@ tensorflow_serving/config/monitoring_config.proto are declared here, field for f
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, text_format
-from google.protobuf import message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
 _PACKAGE = "tensorflow.serving"

@@ -17,10 +17,10 @@ import grpc
 from aiohttp import web
 
 from serving.batching import Batcher, parse_batching_parameters
+from serving.config_poller import ConfigFilePoller
 from serving.core import ServingCore
 from serving.grpc_services import add_services
 from serving.metrics import Metrics
-from serving.config_poller import ConfigFilePoller
 from serving.model_manager import ModelManager
 from serving.options import ServerOptions, parse_args, version_text
 from serving.rest import create_app
