@@ -118,7 +118,8 @@ def list_versions(base_path: str) -> dict[int, str]:
     versions: dict[int, str] = {}
     for entry in entries:
         if entry.name.isdigit() and entry.name.isascii() and entry.is_dir():
-            if len(entry.name) > 19 or int(entry.name) > MAX_VERSION:
+            digits = entry.name.lstrip("0")
+            if len(digits) > len(str(MAX_VERSION)) or int(digits or "0") > MAX_VERSION:
                 _warn_once(entry.path, "Ignoring version directory %s: the version does not fit "
                            "an int64", entry.path)
                 continue

@@ -77,10 +77,11 @@ def test_version_policies():
 
 
 def test_list_versions_ignores_non_numeric_and_temporary(tmp_path):
-    for name in ("1", "00000002", ".tmp-3", "tmp", "4a", "-5", "٣"):
+    for name in ("1", "00000002", ".tmp-3", "tmp", "4a", "-5", "٣", "9223372036854775808", "9" * 250,
+                 "0000009223372036854775807"):
         (tmp_path / name).mkdir()
     (tmp_path / "6").write_text("a file, not a version")
-    assert sorted(list_versions(str(tmp_path))) == [1, 2]
+    assert sorted(list_versions(str(tmp_path))) == [1, 2, 2**63 - 1]
     assert list_versions(str(tmp_path / "missing")) == {}
 
 
