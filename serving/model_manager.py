@@ -35,6 +35,7 @@ State = get_model_status_pb2.ModelVersionStatus.State
 MAX_VERSION = 2**63 - 1  # versions are int64 in every TF Serving proto
 MAX_ENDED_VERSIONS = 100  # END entries kept per model in the status history (newest first)
 MAX_CONFIG_FILE_BYTES = 16 * 1024 * 1024
+MAX_MODELS = 1000  # models in one config: each is a directory polled every poll period
 STOP_DEADLINE_SECONDS = 10.0  # stop() waits this long for a busy poller, then leaves it
 _TICK_SECONDS = 1.0  # the poller's longest sleep: retries fall due between polls
 CONFIG_PROTO_NAME = "tensorflow.serving.ModelServerConfig"
@@ -72,6 +73,9 @@ def parse_model_server_config(text: str) -> list[ModelConfig]:
 
 def model_configs_from_proto(config_list: model_server_config_pb2.ModelConfigList) -> list[ModelConfig]:
     """Validated ModelConfigs of a ModelConfigList (ServerCore's ValidateModelConfigList)."""
+    if len(config_list.config) > MAX_MODELS:
+        raise ValueError(f"A ModelConfigList may list at most {MAX_MODELS} models; "
+                         f"got {len(config_list.config)}")
     models: list[ModelConfig] = []
     for model in config_list.config:
         if not model.name or not model.base_path:

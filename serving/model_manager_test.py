@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from serving.model_manager import (
+    MAX_MODELS,
     ModelConfig,
     ModelManager,
     State,
@@ -62,6 +63,8 @@ def test_parse_model_server_config():
      "Expected model a to have an absolute path or URI; got base_path\\(\\)=relative/a"),
     ("model_config_list { config { name: 'a' base_path: '/a' "
      "model_version_policy { specific {} } } }", "lists no versions"),
+    ("model_config_list { " + "config { name: 'a' base_path: '/a' } " * (MAX_MODELS + 1) + "}",
+     f"may list at most {MAX_MODELS} models; got {MAX_MODELS + 1}"),
 ])
 def test_parse_model_server_config_errors(text, wording):
     with pytest.raises(ValueError, match=wording):
