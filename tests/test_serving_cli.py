@@ -150,3 +150,17 @@ def test_serve_process_lifecycle():
             proc.kill()
     assert proc.returncode == 0, out
     assert "TFX imported: False" in out
+
+
+@pytest.mark.slow
+def test_tensorflow_thread_flags_are_applied_before_models_load():
+    code = ("import sys; import tensorflow as tf; from serving.options import parse_args; "
+            "from serving.server import configure_tensorflow_threads; "
+            "configure_tensorflow_threads(parse_args(sys.argv[1:], '/m')); "
+            "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+            "tf.config.threading.get_inter_op_parallelism_threads())")
+    done = subprocess.run([sys.executable, "-c", code, "--tensorflow_intra_op_parallelism=3",
+                           "--tensorflow_inter_op_parallelism=2"], cwd=REPO, capture_output=True, text=True,
+                          check=False, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["3", "2"]
