@@ -398,3 +398,15 @@ def test_replaced_model_keeps_answering_until_its_successor_is_available(tmp_pat
         release.set()
         reload.join(60)
         manager.stop()
+
+
+def test_status_history_keeps_the_newest_ended_versions_only():
+    from serving.model_manager import MAX_ENDED_VERSIONS, VersionStatus, _Model
+
+    model = _Model(ModelConfig("m", "/m"))
+    model.set_status(10_000, VersionStatus(State.AVAILABLE))
+    for version in range(MAX_ENDED_VERSIONS + 50):
+        model.set_status(version, VersionStatus(State.END))
+    ended = [v for v, s in model.status.items() if s.state == State.END]
+    assert sorted(ended) == list(range(50, MAX_ENDED_VERSIONS + 50))
+    assert model.status[10_000].state == State.AVAILABLE, "only END entries are dropped"
