@@ -20,7 +20,9 @@ def rest_plug_ins() -> tuple:
 
 def main(argv: list[str]) -> int:
     default_base_path = str(PipelineConfig().serving_model_dir)
-    options.build_parser(default_base_path, features.MODEL_NAME).parse_args(argv)
+    if options.build_parser(default_base_path, features.MODEL_NAME).parse_args(argv).version:
+        print(options.version_text())  # without importing TensorFlow, as --help
+        return 0
     from serving import server
 
     return server.main(argv, default_base_path, features.MODEL_NAME, extra_routes=rest_plug_ins())

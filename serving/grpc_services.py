@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Callable, TypeVar
 
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.core import ServingCore
 from serving.metrics import Metrics
+from serving.model_config import model_configs_from_proto
 from serving.status import Code, ServingError
 
 Request = TypeVar("Request")
@@ -56,7 +57,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus (HandleReloadConfigRequest stays UNIMPLEMENTED)."""
+    """GetModelStatus and HandleReloadConfigRequest."""
 
     def __init__(self, core: ServingCore, metrics: Metrics) -> None:
         self._core, self._metrics = core, metrics
@@ -64,6 +65,30 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def GetModelStatus(self, request, context):  # noqa: N802
         return _call(self._core, self._metrics, "status", self._core.get_model_status,
                      request, context)
+
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        """ModelServiceImpl::HandleReloadConfigRequest: only a model_config_list is accepted; the
+        reply carries the status, and `metric` echoes each requested metric name (increase 0:
+        this server keeps no TensorFlow monitoring metrics, as TF Serving answers unknown names)."""
+        response = model_management_pb2.ReloadConfigResponse()
+        for name in request.metric_names:
+            response.metric.add(name=name, int64_value_increase=0)
+        try:
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                                   "Only ModelConfigList is currently supported")
+            try:
+                configs = model_configs_from_proto(request.config.model_config_list)
+            except ValueError as e:
+                raise ServingError(Code.INVALID_ARGUMENT, str(e)) from e
+            self._core.manager.reload_config(configs)
+        except ServingError as e:
+            response.status.error_code = e.code
+            response.status.error_message = e.message
+            context.abort(grpc.StatusCode[e.code.name], e.message)
+        return response
 
 
 def add_services(server: grpc.Server, core: ServingCore, metrics: Metrics) -> None:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
+import logging
 import os
 
 from serving.batching import parse_batching_parameters
-from serving.model_config import ModelConfig
+from serving.model_config import LoadRetries, ModelConfig, parse_model_server_config, read_regular_file
+
 
 DEFAULT_MODEL_NAME = "default"  # tensorflow_model_server's; `mnist-tfx serve` passes its own
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -29,6 +32,20 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000
     rest_api_num_threads: int = max(16, 4 * (os.cpu_count() or 1))
     max_request_bytes: int = MAX_REQUEST_BYTES
+    # Run-time config, gRPC and process flags (issue 11), in TF Serving's names and defaults.
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = 0  # 0: the config file is read once
+    allow_version_labels_for_unavailable_models: bool = False
+    load_retries: LoadRetries = LoadRetries()
+    prometheus_path: str | None = None  # None: no metrics endpoint (no --monitoring_config_file)
+    grpc_socket_path: str = ""
+    grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()
+    grpc_max_threads: int = 4 * (os.cpu_count() or 1)
+    enable_grpc_healthcheck_service: bool = False
+    rest_api_enable_cors_support: bool = False
+    tensorflow_intra_op_parallelism: int = 0  # 0: TensorFlow chooses
+    tensorflow_inter_op_parallelism: int = 0
+    display_version: bool = False
 
 
 def _bool_flag(text: str) -> bool:
@@ -67,18 +84,146 @@ def build_parser(default_model_base_path: str,
                         help="REST request timeout (default 30000; <= 0: none)")
     parser.add_argument("--rest_api_num_threads", type=int, default=ServerOptions.rest_api_num_threads,
                         help="threads running REST and gRPC requests")
+    _add_config_and_service_flags(parser)
     return parser
+
+
+def _add_config_and_service_flags(parser: argparse.ArgumentParser) -> None:
+    """Run-time config, retries, monitoring, gRPC and process flags (TF Serving's main.cc)."""
+    defaults = ServerOptions(models=[])
+    parser.add_argument("--model_config_file_poll_wait_seconds", type=int,
+                        default=defaults.model_config_file_poll_wait_seconds,
+                        help="seconds between reads of --model_config_file (0: read once)")
+    parser.add_argument("--allow_version_labels_for_unavailable_models", type=_bool_flag, nargs="?",
+                        const=True, default=False,
+                        help="allow new version labels on versions not yet AVAILABLE")
+    parser.add_argument("--max_num_load_retries", type=int,
+                        default=LoadRetries.max_num_load_retries,
+                        help="retries of a failed load before giving up (0: one attempt; default 5)")
+    parser.add_argument("--load_retry_interval_micros", type=int,
+                        default=LoadRetries.load_retry_interval_micros,
+                        help="microseconds between load retries (default 1 minute; < 0: no wait)")
+    parser.add_argument("--monitoring_config_file", default="",
+                        help="text-format MonitoringConfig: prometheus_config { enable path }")
+    parser.add_argument("--grpc_socket_path", default="",
+                        help="also serve gRPC on this UNIX socket")
+    parser.add_argument("--grpc_channel_arguments", default="",
+                        help="comma-separated gRPC server arguments, e.g. grpc.max_connection_age_ms=2000")
+    parser.add_argument("--grpc_max_threads", type=int, default=defaults.grpc_max_threads,
+                        help=f"threads handling gRPC calls (default 4 x CPUs = {defaults.grpc_max_threads})")
+    parser.add_argument("--enable_grpc_healthcheck_service", type=_bool_flag, nargs="?", const=True,
+                        default=False, help="serve the standard grpc.health.v1.Health service")
+    parser.add_argument("--rest_api_enable_cors_support", type=_bool_flag, nargs="?", const=True,
+                        default=False, help="add CORS headers to REST responses")
+    parser.add_argument("--tensorflow_session_parallelism", type=int, default=0,
+                        help="sets both TensorFlow thread pools (0: auto)")
+    parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                        help="threads within one TensorFlow op (0: auto)")
+    parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                        help="TensorFlow ops run at once (0: auto)")
+    parser.add_argument("--version", type=_bool_flag, nargs="?", const=True, default=False,
+                        help="print the version and exit")
+    for name, kind, default, why in IGNORED_FLAGS:
+        parser.add_argument(f"--{name}", type=_bool_flag if kind is bool else kind, default=default,
+                            **({"nargs": "?", "const": True} if kind is bool else {}),
+                            help=f"accepted and ignored: {why}")
+
+
+# TF Serving flags accepted for drop-in compatibility that change nothing here: (name, type,
+# TF Serving's default, why). A value other than the default is logged as ignored.
+IGNORED_FLAGS: tuple[tuple[str, type, object, str], ...] = (
+    ("num_load_threads", int, 0, "versions load one at a time on the poller thread (TF Serving's 0)"),
+    ("num_unload_threads", int, 0, "unloading drops a reference; nothing to parallelise"),
+    ("flush_filesystem_caches", bool, True, "no file system caches are kept after a load"),
+    ("remove_unused_fields_from_bundle_metagraph", bool, True,
+     "only the SignatureDefs of the MetaGraphDef are kept"),
+    ("per_process_gpu_memory_fraction", float, 0.0, "the server runs on CPU"),
+    ("skip_initialize_tpu", bool, False, "no TPU support"),
+)
+
+
+def version_text() -> str:
+    """`--version`, in TF Serving's two lines."""
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    return (f"TensorFlow ModelServer: mnist-tfx {version('mnist-tfx')}\n"
+            f"TensorFlow Library: {version('tensorflow')}")
+
+
+def parse_grpc_channel_arguments(text: str) -> tuple[tuple[str, int | str], ...]:
+    """`k=v,k=v` as TF Serving's parseGrpcChannelArgs: an int32 value is passed as an int."""
+    arguments = []
+    for item in text.split(",") if text else []:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise ValueError(f"--grpc_channel_arguments: expected key=value, got {item!r}")
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        arguments.append((key, number if number is not None and -2**31 <= number < 2**31 else value))
+    return tuple(arguments)
+
+
+def _thread_options(args: argparse.Namespace) -> tuple[int, int]:
+    """(intra, inter) op parallelism as TF Serving's server.cc combines the three flags."""
+    intra, inter, both = (args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism,
+                          args.tensorflow_session_parallelism)
+    if intra > 0 and inter > 0 and both > 0:
+        raise ValueError("Either configure server_options.tensorflow_session_parallelism or "
+                         "(server_options.tensorflow_intra_op_parallelism, "
+                         "server_options.tensorflow_inter_op_parallelism) separately. "
+                         "You cannot configure all.")
+    if intra > 0 or inter > 0:
+        return intra, inter
+    return both, both
+
+
+def _config_and_service_options(args: argparse.Namespace) -> dict:
+    """ServerOptions fields of `_add_config_and_service_flags`."""
+    from serving.monitoring_config import prometheus_path
+
+    prometheus = None
+    if args.monitoring_config_file:
+        with open(args.monitoring_config_file) as f:
+            prometheus = prometheus_path(f.read(1024 * 1024))
+    if args.port == 0 and not args.grpc_socket_path:
+        raise ValueError("At least one of server_options.grpc_port or "
+                         "server_options.grpc_socket_path must be set.")
+    if args.grpc_max_threads <= 0:
+        raise ValueError("--grpc_max_threads must be positive")
+    intra, inter = _thread_options(args)
+    for name, _, default, why in IGNORED_FLAGS:
+        if getattr(args, name) != default:
+            logging.getLogger(__name__).warning("--%s=%s is ignored: %s", name, getattr(args, name), why)
+    return dict(
+        model_config_file=args.model_config_file,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+        allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
+        load_retries=LoadRetries(max(0, args.max_num_load_retries), args.load_retry_interval_micros),
+        prometheus_path=prometheus,
+        grpc_socket_path=args.grpc_socket_path,
+        grpc_channel_arguments=parse_grpc_channel_arguments(args.grpc_channel_arguments),
+        grpc_max_threads=args.grpc_max_threads,
+        enable_grpc_healthcheck_service=args.enable_grpc_healthcheck_service,
+        rest_api_enable_cors_support=args.rest_api_enable_cors_support,
+        tensorflow_intra_op_parallelism=intra,
+        tensorflow_inter_op_parallelism=inter,
+        display_version=args.version)
 
 
 def parse_args(argv: list[str], default_model_base_path: str,
                default_model_name: str = DEFAULT_MODEL_NAME) -> ServerOptions:
     """TF Serving's flags -> ServerOptions (raises SystemExit/ValueError on bad input)."""
     args = build_parser(default_model_base_path, default_model_name).parse_args(argv)
+    if args.version:
+        return ServerOptions(models=[], display_version=True)
     if args.model_config_file:
-        from serving.model_config import parse_model_server_config  # imports TensorFlow's protos
-
-        with open(args.model_config_file) as f:
-            models = parse_model_server_config(f.read())
+        models = parse_model_server_config(read_regular_file(args.model_config_file).decode())
     else:
         models = [ModelConfig(name=args.model_name, base_path=os.path.abspath(args.model_base_path))]
     batching_text = None
@@ -96,4 +241,5 @@ def parse_args(argv: list[str], default_model_base_path: str,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         batching_parameters_text=batching_text,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
-        rest_api_num_threads=args.rest_api_num_threads)
+        rest_api_num_threads=args.rest_api_num_threads,
+        **_config_and_service_options(args))

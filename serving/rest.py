@@ -149,10 +149,11 @@ class RestHandler:
 
 def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
                timeout_in_ms: int, max_body_bytes: int,
+               metrics_path: str | None = METRICS_PATH,
                extra_routes: Iterable[AddRoutes] = ()) -> web.Application:
-    """The aiohttp application: /v1/..., the Prometheus endpoint, then `extra_routes` (e.g. a page)."""
+    """The aiohttp application: /v1/..., the Prometheus endpoint (at `metrics_path`; None: off,
+    as TF Serving without a monitoring config), then `extra_routes` (e.g. a page)."""
     handler = RestHandler(core)
-    known_models = set(core.manager.model_names)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
         metrics.set_loaded(core.manager.loaded_versions())
@@ -162,7 +163,7 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
         path = request.raw_path.split("?", 1)[0]
         matched = PREDICTION_PATH.fullmatch(path) or STATUS_PATH.fullmatch(path)
         raw_name = urllib.parse.unquote(matched.group(1) or "") if matched else ""
-        model_label = raw_name if raw_name in known_models else "<unknown>"
+        model_label = raw_name if raw_name in core.manager.model_names else "<unknown>"
         api_name = (matched.groups()[-1] or "status").lower() if matched else "unknown"
         with metrics.track(model_label, api_name, "REST") as outcome:
             try:
@@ -194,7 +195,8 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
             f"Not found: {request.method} {request.raw_path.split('?', 1)[0]}"))
 
     app = web.Application(client_max_size=max_body_bytes)
-    app.router.add_route("GET", METRICS_PATH, metrics_endpoint)
+    if metrics_path is not None:
+        app.router.add_route("GET", metrics_path, metrics_endpoint)
     app.router.add_route("*", "/v1/{tail:.*}", api)
     app.router.add_route("*", "/v1", api)
     for add_routes in extra_routes:  # before the catch-all, which would shadow them

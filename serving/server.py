@@ -18,13 +18,16 @@ import grpc
 from aiohttp import web
 
 from serving.batching import Batcher, parse_batching_parameters
+from serving.config_poller import ConfigFilePoller
 from serving.core import ServingCore
 from serving.grpc_services import add_services
 from serving.metrics import Metrics
 from serving.model_manager import ModelManager
-from serving.options import DEFAULT_MODEL_NAME, ServerOptions, parse_args
+from serving.options import DEFAULT_MODEL_NAME, ServerOptions, parse_args, version_text
 from serving.rest import AddRoutes, create_app
+from serving.rest_cors import enable_cors
 from serving.servable import Servable
+from serving.status import ServingError
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +40,17 @@ class ModelServer:
         self.metrics = Metrics()
         self._batcher = (Batcher(parse_batching_parameters(options.batching_parameters_text))
                          if options.batching_parameters_text is not None else None)
-        self.manager = ModelManager(options.models, Servable, options.file_system_poll_wait_seconds)
+        self.manager = ModelManager(
+            options.models, Servable, options.file_system_poll_wait_seconds,
+            retries=options.load_retries,
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models)
         self.core = ServingCore(self.manager, self._batcher)
         self._executor = ThreadPoolExecutor(options.rest_api_num_threads, thread_name_prefix="rest")
+        self._config_poller = (ConfigFilePoller(options.model_config_file, self.manager,
+                                                options.model_config_file_poll_wait_seconds)
+                               if options.model_config_file and options.model_config_file_poll_wait_seconds > 0
+                               else None)
+        self._health = None
         self._grpc: grpc.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -55,17 +66,28 @@ class ModelServer:
 
     def start(self) -> None:
         """Loads the models, then starts listening (gRPC, and REST unless its port is 0)."""
+        configure_tensorflow_threads(self.options)
         self.manager.start()
+        if self._config_poller is not None:
+            self._config_poller.start()
         self._grpc = grpc.server(
-            ThreadPoolExecutor(self.options.rest_api_num_threads, thread_name_prefix="grpc"),
+            ThreadPoolExecutor(self.options.grpc_max_threads, thread_name_prefix="grpc"),
             options=[("grpc.max_receive_message_length", self.options.max_request_bytes),
                      ("grpc.max_send_message_length", self.options.max_request_bytes),
-                     ("grpc.so_reuseport", 0)])
+                     ("grpc.so_reuseport", 0), *self.options.grpc_channel_arguments])
         add_services(self._grpc, self.core, self.metrics)
-        if self._grpc.add_insecure_port(self.grpc_address) == 0:
+        if self.options.enable_grpc_healthcheck_service:
+            self._health = add_health_service(self._grpc)
+        if self.options.port and self._grpc.add_insecure_port(self.grpc_address) == 0:
             raise OSError(f"Cannot listen for gRPC on {self.grpc_address}")
+        socket_path = self.options.grpc_socket_path
+        if socket_path and self._grpc.add_insecure_port(f"unix:{socket_path}") == 0:
+            raise OSError(f"Cannot listen for gRPC on UNIX socket {socket_path}")
         self._grpc.start()
-        print(f"Running gRPC ModelServer at {self.grpc_address} ...", flush=True)
+        if self.options.port:
+            print(f"Running gRPC ModelServer at {self.grpc_address} ...", flush=True)
+        if socket_path:
+            print(f"Running gRPC ModelServer at UNIX socket {socket_path} ...", flush=True)
         if self.options.rest_api_port:
             self._start_rest()
             print(f"Exporting HTTP/REST API at:{self.rest_address} ...", flush=True)
@@ -74,7 +96,8 @@ class ModelServer:
         self._loop = asyncio.new_event_loop()
         app = create_app(self.core, self.metrics, self._executor,
                          self.options.rest_api_timeout_in_ms, self.options.max_request_bytes,
-                         self._extra_routes)
+                         metrics_path=self.options.prometheus_path, extra_routes=self._extra_routes)
+        enable_cors(app, headers=self.options.rest_api_enable_cors_support)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.options.rest_api_host, self.options.rest_api_port,
@@ -85,6 +108,10 @@ class ModelServer:
 
     def stop(self, grace_seconds: float = 5.0) -> None:
         """Stops listening, lets in-flight requests finish, then unloads the models."""
+        if self._config_poller is not None:
+            self._config_poller.stop()
+        if self._health is not None:
+            self._health.enter_graceful_shutdown()
         if self._loop is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -100,6 +127,26 @@ class ModelServer:
         self.manager.stop()
 
 
+def configure_tensorflow_threads(options: ServerOptions) -> None:
+    """--tensorflow_{intra,inter}_op_parallelism, set before any model loads (0: TF decides)."""
+    if options.tensorflow_intra_op_parallelism or options.tensorflow_inter_op_parallelism:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(options.tensorflow_intra_op_parallelism)
+        tf.config.threading.set_inter_op_parallelism_threads(options.tensorflow_inter_op_parallelism)
+
+
+def add_health_service(server: grpc.Server):
+    """grpc.health.v1.Health, SERVING for "" and TF Serving's two service names."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    servicer = health.HealthServicer()
+    for service in ("", "ModelService", "PredictionService"):
+        servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    return servicer
+
+
 def main(argv: list[str], default_model_base_path: str, default_model_name: str = DEFAULT_MODEL_NAME,
          extra_routes: Iterable[AddRoutes] = ()) -> int:
     """Serves until SIGINT/SIGTERM; returns the exit code. The entry point supplies its defaults
@@ -110,13 +157,17 @@ def main(argv: list[str], default_model_base_path: str, default_model_name: str 
     except (OSError, ValueError) as e:
         print(f"mnist-tfx serve: {e}", file=sys.stderr)
         return 2
+    if options.display_version:
+        print(version_text())
+        return 0
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     server = ModelServer(options, extra_routes)
     try:
         server.start()
-    except (OSError, RuntimeError) as e:
-        print(f"mnist-tfx serve: {e}", file=sys.stderr)
+    except (OSError, RuntimeError, ServingError) as e:
+        print(f"mnist-tfx serve: Failed to start server. Error: "
+              f"{e.status_string() if isinstance(e, ServingError) else e}", file=sys.stderr)
         server.stop(0)
         return 1
     try:

@@ -49,6 +49,7 @@ def single_model_config(name: str, base_path: Path | str) -> str:
             f'model_platform: "tensorflow" }} }}')
 
 
+
 @dataclasses.dataclass
 class RunningServer:
     """Where a started server listens."""
@@ -71,16 +72,21 @@ def wait_until_ready(rest_url: str, model: str, timeout: float = 120.0) -> None:
 @contextlib.contextmanager
 def serve_in_process(config_text: str, poll_seconds: float = 1.0,
                      batching_parameters: str | None = None,
-                     max_request_bytes: int | None = None) -> Iterator[RunningServer]:
-    """Our ModelServer in this process on free loopback ports."""
+                     max_request_bytes: int | None = None, **overrides) -> Iterator[RunningServer]:
+    """Our ModelServer in this process on free loopback ports, with the flags the real one gets
+    in `serve_tf_serving` (labels on unavailable versions allowed, Prometheus on); `overrides`
+    sets other ServerOptions fields."""
     from cli.serve import rest_plug_ins
     from serving.model_config import parse_model_server_config
+    from serving.monitoring_config import DEFAULT_PROMETHEUS_PATH
     from serving.server import ModelServer, ServerOptions
 
     options = ServerOptions(
         models=parse_model_server_config(config_text), port=free_port(),
         rest_api_port=free_port(), file_system_poll_wait_seconds=poll_seconds,
-        batching_parameters_text=batching_parameters)
+        batching_parameters_text=batching_parameters,
+        **{"allow_version_labels_for_unavailable_models": True,
+           "prometheus_path": DEFAULT_PROMETHEUS_PATH, **overrides})
     if max_request_bytes is not None:
         options.max_request_bytes = max_request_bytes
     server = ModelServer(options, extra_routes=rest_plug_ins())  # as `mnist-tfx serve` does
@@ -100,7 +106,8 @@ def serve_tf_serving(config_text: str, ready_model: str) -> Iterator[RunningServ
         grpc_port, rest_port = free_port(), free_port()
         proc = subprocess.Popen(
             [shutil.which(TF_SERVING_BINARY), f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-             f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models"],
+             f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models",
+             f"--monitoring_config_file={FIXTURES / 'monitoring_config.txt'}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until_ready(f"http://127.0.0.1:{rest_port}", ready_model)

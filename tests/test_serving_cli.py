@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cli.predict import main as predict_main
 from serving.batching import BatchingParameters, parse_batching_parameters
+from cli.predict import main as predict_main
 from serving.client import RestClient
-from serving.model_config import ModelConfig
+from serving.model_config import LoadRetries, ModelConfig
 from serving.server import main as serve_main
 from serving.server import parse_args
 from tests.serving_conftest_helpers import FIXTURES, free_port
@@ -49,8 +49,46 @@ def test_tf_serving_flag_forms(tmp_path):
     assert parse_args(["--enable_batching=false"], "/m").batching_parameters_text is None
 
 
+def test_config_and_service_flags(tmp_path):
+    monitoring = tmp_path / "monitoring.txt"
+    monitoring.write_text('prometheus_config { enable: true path: "/metrics" }')
+    options = parse_args([
+        "--model_config_file_poll_wait_seconds=2", "--allow_version_labels_for_unavailable_models",
+        "--max_num_load_retries=1", "--load_retry_interval_micros=500", f"--monitoring_config_file={monitoring}",
+        "--grpc_socket_path=/tmp/s.sock", "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,"
+        "grpc.lb_policy_name=grpclb", "--grpc_max_threads=3", "--enable_grpc_healthcheck_service=true",
+        "--rest_api_enable_cors_support", "--tensorflow_intra_op_parallelism=2",
+        "--num_load_threads=4"], "/m")
+    assert options.model_config_file_poll_wait_seconds == 2
+    assert options.allow_version_labels_for_unavailable_models
+    assert options.load_retries == LoadRetries(1, 500)
+    assert options.prometheus_path == "/metrics"
+    assert options.grpc_socket_path == "/tmp/s.sock"
+    assert options.grpc_channel_arguments == (("grpc.max_connection_age_ms", 2000),
+                                              ("grpc.lb_policy_name", "grpclb"))
+    assert options.grpc_max_threads == 3
+    assert options.enable_grpc_healthcheck_service and options.rest_api_enable_cors_support
+    assert (options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism) == (2, 0)
+    assert parse_args(["--tensorflow_session_parallelism=3"], "/m").tensorflow_inter_op_parallelism == 3
+    defaults = parse_args([], "/m")
+    assert defaults.load_retries == LoadRetries(5, 60_000_000) and defaults.prometheus_path is None
+    assert not defaults.allow_version_labels_for_unavailable_models
+    assert defaults.model_config_file_poll_wait_seconds == 0
+
+
+def test_bad_model_config_file_is_reported_in_tf_servings_words(tmp_path, capsys):
+    assert serve_main([f"--model_config_file={FIXTURES / 'bad_model_config.txt'}"], "/m") == 2
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [
     ["--batching_parameters_file=/nonexistent"],
+    ["--grpc_channel_arguments=novalue"],
+    ["--port=0"],
+    ["--model_config_file=/dev/null/x"],
+    ["--tensorflow_session_parallelism=1", "--tensorflow_intra_op_parallelism=1",
+     "--tensorflow_inter_op_parallelism=1"],
+    ["--monitoring_config_file=/nonexistent"],
     ["--model_config_file=/nonexistent"],
     ["--enable_batching", "--batching_parameters_file=/dev/null/x"],
 ])
@@ -111,3 +149,17 @@ def test_serve_process_lifecycle():
             proc.kill()
     assert proc.returncode == 0, out
     assert "TFX imported: False" in out
+
+
+@pytest.mark.slow
+def test_tensorflow_thread_flags_are_applied_before_models_load():
+    code = ("import sys; import tensorflow as tf; from serving.options import parse_args; "
+            "from serving.server import configure_tensorflow_threads; "
+            "configure_tensorflow_threads(parse_args(sys.argv[1:], '/m')); "
+            "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+            "tf.config.threading.get_inter_op_parallelism_threads())")
+    done = subprocess.run([sys.executable, "-c", code, "--tensorflow_intra_op_parallelism=3",
+                           "--tensorflow_inter_op_parallelism=2"], cwd=REPO, capture_output=True, text=True,
+                          check=False, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["3", "2"]

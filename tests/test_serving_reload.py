@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from serving.client import GrpcClient, RestClient
+from serving.model_config import LoadRetries
 from tests.serving_conftest_helpers import FIXTURES, serve_in_process, single_model_config
 
 HALF_PLUS_TWO = FIXTURES / "saved_model_half_plus_two_cpu" / "00000123"
@@ -33,7 +34,8 @@ def test_new_version_under_load_has_no_failed_requests(tmp_path, batching):
     base = tmp_path / "half_plus_two"
     shutil.copytree(HALF_PLUS_TWO, base / "1")
     config = single_model_config("hp2", base)
-    with serve_in_process(config, poll_seconds=0.2, batching_parameters=batching) as server:
+    with serve_in_process(config, poll_seconds=0.2, batching_parameters=batching,
+                          load_retries=LoadRetries(max_num_load_retries=0)) as server:
         rest, grpc_client = RestClient(server.rest, "hp2"), GrpcClient(server.grpc, "hp2")
         stop = threading.Event()
         failures: list[str] = []
