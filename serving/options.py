@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
-from typing import Iterable
+from typing import Iterable, NoReturn
 
+from serving import limits as request_limits
 from serving.batching import parse_batching_parameters
 
 
@@ -35,7 +37,6 @@ class ModelConfig:
 
 
 DEFAULT_MODEL_NAME = "mnist"
-MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass
@@ -50,7 +51,7 @@ class ServerOptions:
     batching_parameters_text: str | None = None  # None: batching off
     rest_api_timeout_in_ms: int = 30000
     rest_api_num_threads: int = max(16, 4 * (os.cpu_count() or 1))
-    max_request_bytes: int = MAX_REQUEST_BYTES
+    limits: request_limits.Limits = request_limits.Limits()
 
 
 def _bool_flag(text: str) -> bool:
@@ -61,12 +62,35 @@ def _bool_flag(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Flag errors as one line ("mnist-tfx serve: error: ...") and exit 2, without the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _port(text: str) -> int:
+    if not (text.isdigit() and int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 def build_parser(default_model_base_path: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="mnist-tfx serve",
         description="Serve SavedModels over the TensorFlow Serving REST and gRPC APIs.")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    parser.add_argument("--rest_api_port", type=int, default=8501,
+    parser.add_argument("--port", type=_port, default=8500, help="gRPC port (default 8500)")
+    parser.add_argument("--rest_api_port", type=_port, default=8501,
                         help="REST port (default 8501; 0 disables REST)")
     parser.add_argument("--rest_api_host", default="127.0.0.1",
                         help="address REST and gRPC listen on (default 127.0.0.1)")
@@ -77,7 +101,7 @@ def build_parser(default_model_base_path: str) -> argparse.ArgumentParser:
                              f"(default {default_model_base_path})")
     parser.add_argument("--model_config_file", default="",
                         help="text-format ModelServerConfig; overrides --model_name/--model_base_path")
-    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+    parser.add_argument("--file_system_poll_wait_seconds", type=_seconds, default=1.0,
                         help="seconds between polls of the base paths (0: poll once)")
     parser.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False,
                         help="merge concurrent requests into batches")
@@ -86,14 +110,18 @@ def build_parser(default_model_base_path: str) -> argparse.ArgumentParser:
                              "batch_timeout_micros, num_batch_threads")
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
                         help="REST request timeout (default 30000; <= 0: none)")
-    parser.add_argument("--rest_api_num_threads", type=int, default=ServerOptions.rest_api_num_threads,
+    parser.add_argument("--rest_api_num_threads", type=request_limits.positive_int,
+                        default=ServerOptions.rest_api_num_threads,
                         help="threads running REST and gRPC requests")
+    # Caps and timeouts (issue 13): one flag per serving.limits.Limits field.
+    request_limits.add_flags(parser)
     return parser
 
 
 def parse_args(argv: list[str], default_model_base_path: str) -> ServerOptions:
     """TF Serving's flags -> ServerOptions (raises SystemExit/ValueError on bad input)."""
     args = build_parser(default_model_base_path).parse_args(argv)
+    limits = request_limits.from_args(args)
     if args.model_config_file:
         from serving.model_manager import parse_model_server_config  # imports TensorFlow's protos
 
@@ -116,4 +144,4 @@ def parse_args(argv: list[str], default_model_base_path: str) -> ServerOptions:
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         batching_parameters_text=batching_text,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
-        rest_api_num_threads=args.rest_api_num_threads)
+        rest_api_num_threads=args.rest_api_num_threads, limits=limits)

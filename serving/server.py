@@ -19,10 +19,12 @@ from aiohttp import web
 from serving.batching import Batcher, parse_batching_parameters
 from serving.core import ServingCore
 from serving.grpc_services import add_services
+from serving.limits import InFlightLimiter, grpc_arguments, rate_limit_logs
 from serving.metrics import Metrics
 from serving.model_manager import ModelManager
 from serving.options import ServerOptions, parse_args
 from serving.rest import create_app
+from serving.rest_connections import GuardedAppRunner
 from serving.servable import Servable
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,8 @@ class ModelServer:
         self._batcher = (Batcher(parse_batching_parameters(options.batching_parameters_text))
                          if options.batching_parameters_text is not None else None)
         self.manager = ModelManager(options.models, Servable, options.file_system_poll_wait_seconds)
-        self.core = ServingCore(self.manager, self._batcher)
+        self.core = ServingCore(self.manager, self._batcher, options.limits)
+        self._in_flight = InFlightLimiter(options.limits.max_in_flight_requests_per_model)
         self._executor = ThreadPoolExecutor(options.rest_api_num_threads, thread_name_prefix="rest")
         self._grpc: grpc.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -45,7 +48,8 @@ class ModelServer:
 
     @property
     def grpc_address(self) -> str:
-        return f"{self.options.rest_api_host}:{self.options.port}"
+        host = self.options.rest_api_host
+        return f"[{host}]:{self.options.port}" if ":" in host else f"{host}:{self.options.port}"
 
     @property
     def rest_address(self) -> str:
@@ -54,12 +58,14 @@ class ModelServer:
     def start(self) -> None:
         """Loads the models, then starts listening (gRPC, and REST unless its port is 0)."""
         self.manager.start()
+        limits = self.options.limits
         self._grpc = grpc.server(
             ThreadPoolExecutor(self.options.rest_api_num_threads, thread_name_prefix="grpc"),
-            options=[("grpc.max_receive_message_length", self.options.max_request_bytes),
-                     ("grpc.max_send_message_length", self.options.max_request_bytes),
-                     ("grpc.so_reuseport", 0)])
-        add_services(self._grpc, self.core, self.metrics)
+            options=[("grpc.max_receive_message_length", limits.max_request_bytes),
+                     ("grpc.max_send_message_length", limits.max_request_bytes),
+                     ("grpc.so_reuseport", 0),
+                     *grpc_arguments(limits.grpc_channel_arguments).items()])
+        add_services(self._grpc, self.core, self.metrics, self._in_flight)
         if self._grpc.add_insecure_port(self.grpc_address) == 0:
             raise OSError(f"Cannot listen for gRPC on {self.grpc_address}")
         self._grpc.start()
@@ -71,8 +77,8 @@ class ModelServer:
     def _start_rest(self) -> None:
         self._loop = asyncio.new_event_loop()
         app = create_app(self.core, self.metrics, self._executor,
-                         self.options.rest_api_timeout_in_ms, self.options.max_request_bytes)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+                         self.options.rest_api_timeout_in_ms, self.options.limits, self._in_flight)
+        self._runner = GuardedAppRunner(app, self.options.limits, access_log=None, handle_signals=False)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.options.rest_api_host, self.options.rest_api_port,
                            reuse_address=True)
@@ -97,14 +103,29 @@ class ModelServer:
         self.manager.stop()
 
 
+def _raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit, so the connection caps bind before it does."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv: list[str], default_model_base_path: str) -> int:
     """Entry point of `mnist-tfx serve`: serves until SIGINT/SIGTERM; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rate_limit_logs()
     try:
         options = parse_args(argv, default_model_base_path)
-    except (OSError, ValueError) as e:
-        print(f"mnist-tfx serve: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - any bad flag or config file: one line, exit 2
+        print(f"mnist-tfx serve: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+              file=sys.stderr)
         return 2
+    _raise_open_files_limit()
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     server = ModelServer(options)

@@ -77,17 +77,16 @@ def wait_until_ready(rest_url: str, model: str, timeout: float = 120.0) -> None:
 @contextlib.contextmanager
 def serve_in_process(config_text: str, poll_seconds: float = 1.0,
                      batching_parameters: str | None = None,
-                     max_request_bytes: int | None = None) -> Iterator[RunningServer]:
-    """Our ModelServer in this process on free loopback ports."""
+                     **limits: int) -> Iterator[RunningServer]:
+    """Our ModelServer in this process on free loopback ports; `limits`: Limits fields."""
+    from serving.limits import Limits
     from serving.model_manager import parse_model_server_config
     from serving.server import ModelServer, ServerOptions
 
     options = ServerOptions(
         models=parse_model_server_config(config_text), port=free_port(),
         rest_api_port=free_port(), file_system_poll_wait_seconds=poll_seconds,
-        batching_parameters_text=batching_parameters)
-    if max_request_bytes is not None:
-        options.max_request_bytes = max_request_bytes
+        batching_parameters_text=batching_parameters, limits=Limits(**limits))
     server = ModelServer(options)
     server.start()
     try:
