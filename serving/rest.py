@@ -179,7 +179,7 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
         try:
             body = await asyncio.wait_for(request.read(), limits.body_timeout)
         except asyncio.TimeoutError:
-            outcome.status = "BODY_TIMEOUT"
+            outcome.status = Code.DEADLINE_EXCEEDED.name
             response = _json_response(408, json_tensor.make_json_from_error(
                 f"Request body not received within {limits.rest_api_body_timeout_in_ms} ms "
                 f"(--rest_api_body_timeout_in_ms)"))
