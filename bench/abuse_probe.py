@@ -67,6 +67,9 @@ def abusive_requests(case: int, rest: str, grpc_address: str) -> list[str]:
     elif case == 3:  # two 16 MiB bodies at once (the issue: two 64 MiB), nested empty lists
         body = b'{"instances": [' + b",".join([b"[]"] * (16 * MIB // 3)) + b"]}"
         bodies = [("predict", body), ("predict", body)]
+    elif case == 5:  # two 12 MiB bodies of 3.1 M floats (under the element cap), to time out
+        body = b'{"instances": [' + b",".join([b"0.5"] * (12 * MIB // 4)) + b"]}"
+        bodies = [("predict", body), ("predict", body)]
     elif case == 4:  # 16 MiB of 308-digit numbers (the issue: 64 MiB)
         number = b"9" * 308 + b".0"
         bodies = [("predict", b'{"instances": [' + b",".join([number] * (16 * MIB // 311)) + b"]}")]
@@ -102,7 +105,10 @@ def abusive_requests(case: int, rest: str, grpc_address: str) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist-tfx", required=True, help="the console script of the server to probe")
-    parser.add_argument("--case", type=int, choices=(1, 2, 3, 4), required=True)
+    parser.add_argument("--case", type=int, choices=(1, 2, 3, 4, 5), required=True,
+                        help="1-4: the issue's cases; 5: case 3's timed-out work (use a short "
+                             "--rest_api_timeout_in_ms)")
+    parser.add_argument("--server-flag", action="append", default=[], help="extra `serve` flag")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds watched after the answers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +118,7 @@ def main() -> int:
         rest = f"http://127.0.0.1:{rest_port}"
         server = subprocess.Popen(
             [args.mnist_tfx, "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-             f"--model_name={MODEL}", f"--model_base_path={base}"],
+             f"--model_name={MODEL}", f"--model_base_path={base}", *args.server_flag],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         try:
             for _ in range(600):

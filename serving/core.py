@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 from serving.batching import Batcher
 from serving.limits import Deadline, Limits, check_deadline
 from serving.model_manager import ModelManager, VersionStatus
-from serving.request_checks import check_examples_size, check_request_tensors, public_message
+from serving.request_checks import check_examples_cost, check_request_tensors, public_message
 from serving.servable import Servable
 from serving.status import Code, ServingError, clip
 
@@ -44,16 +44,16 @@ def _set_model_spec(spec: model_pb2.ModelSpec, servable: Servable, signature: st
     spec.version.value = servable.version
 
 
-def serialized_examples(request_input: input_pb2.Input, max_bytes: int) -> np.ndarray:
+def serialized_examples(request_input: input_pb2.Input, limits: Limits) -> np.ndarray:
     """The serialized tf.Examples of an Input; context features are merged into each, after
-    checking that count × context size stays within `max_bytes`."""
+    checking that the merged examples stay within the request's byte and element caps."""
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
+        check_examples_cost(request_input.example_list.examples, None, limits)
         examples = [e.SerializeToString() for e in request_input.example_list.examples]
     elif kind == "example_list_with_context":
         with_context = request_input.example_list_with_context
-        check_examples_size(len(with_context.examples), with_context.context.ByteSize(),
-                            sum(e.ByteSize() for e in with_context.examples), max_bytes)
+        check_examples_cost(with_context.examples, with_context.context, limits)
         context = with_context.context.SerializeToString()
         examples = [context + e.SerializeToString() for e in with_context.examples]
     else:
@@ -201,7 +201,7 @@ class ServingCore:
                 f"Expected classification signature outputs to contain at least one of "
                 f"\"{CLASSIFY_CLASSES}\" or \"{CLASSIFY_SCORES}\". Signature was: "
                 f"{_signature_debug(signature)}")
-        examples = serialized_examples(request.input, self.limits.max_request_bytes)
+        examples = serialized_examples(request.input, self.limits)
         outputs = self._run(servable, name, {CLASSIFY_INPUTS: examples}, keys, deadline)
         response = classification_pb2.ClassificationResponse()
         _set_model_spec(response.model_spec, servable, name)
@@ -222,7 +222,7 @@ class ServingCore:
             raise ServingError(Code.INVALID_ARGUMENT,
                                f"No regression outputs found in SignatureDef: "
                                f"{_signature_debug(signature)}")
-        examples = serialized_examples(request.input, self.limits.max_request_bytes)
+        examples = serialized_examples(request.input, self.limits)
         values = self._run(servable, name, {REGRESS_INPUTS: examples}, [REGRESS_OUTPUTS],
                            deadline)[REGRESS_OUTPUTS]
         n = len(examples)

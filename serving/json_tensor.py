@@ -42,6 +42,14 @@ _UINT64_MAX = 2**64 - 1
 _MAX_DEBUG_CHARS = 256
 
 TensorInfoMap = Mapping[str, meta_graph_pb2.TensorInfo]
+# Called between steps of a conversion (after parsing, every CHECK_EVERY items); raises to stop
+# a request whose deadline passed, so its work ends soon after its 504.
+StepCheck = Callable[[], None]
+CHECK_EVERY = 1024
+
+
+def _no_check() -> None:
+    pass
 
 
 class Format(enum.Enum):
@@ -337,7 +345,7 @@ def _shape_str(shape: list[int]) -> str:
 
 
 def _fill_from_instances(instances: list, infos: TensorInfoMap,
-                         out: Mapping[str, tensor_pb2.TensorProto]) -> None:
+                         out: Mapping[str, tensor_pb2.TensorProto], check: StepCheck = _no_check) -> None:
     """Row format: stack per-instance values along a new batch dimension."""
     if not isinstance(instances[0], dict) and len(infos) > 1:
         raise ServingError(Code.INVALID_ARGUMENT,
@@ -373,6 +381,8 @@ def _fill_from_instances(instances: list, infos: TensorInfoMap,
         values[name].extend(flat)
 
     for index, elem in enumerate(instances):
+        if index % CHECK_EVERY == 0:
+            check()
         if objects:
             if not is_object(elem):
                 raise ServingError(Code.INVALID_ARGUMENT,
@@ -441,9 +451,11 @@ def _fill_signature(doc: dict[str, Any], model_spec: Any) -> None:
 
 def fill_predict_request(body: bytes | str,
                          get_inputs: Callable[[str], TensorInfoMap],
-                         request: predict_pb2.PredictRequest) -> Format:
-    """Fills `request.inputs` (and the signature name) from a REST predict body."""
+                         request: predict_pb2.PredictRequest, check: StepCheck = _no_check) -> Format:
+    """Fills `request.inputs` (and the signature name) from a REST predict body; `check`
+    runs between steps."""
     doc = parse_json(body)
+    check()
     _fill_signature(doc, request.model_spec)
     signature = request.model_spec.signature_name
     infos = get_inputs(signature)
@@ -464,7 +476,7 @@ def fill_predict_request(body: bytes | str,
         if not instances:
             raise ServingError(Code.INVALID_ARGUMENT,
                                f"JSON Value: {debug_string(doc)} No values in '{INSTANCES_KEY}' array")
-        _fill_from_instances(instances, infos, request.inputs)
+        _fill_from_instances(instances, infos, request.inputs, check)
         return Format.ROW
     if INPUTS_KEY in doc:
         _fill_from_inputs(doc[INPUTS_KEY], infos, request.inputs)
@@ -525,9 +537,12 @@ def make_example(val: Any, example: example_pb2.Example) -> None:
 
 def fill_classify_regress_request(
         body: bytes | str,
-        request: classification_pb2.ClassificationRequest | regression_pb2.RegressionRequest) -> None:
-    """Fills `request.input` from `{"examples": [...], "context": {...}}`."""
+        request: classification_pb2.ClassificationRequest | regression_pb2.RegressionRequest,
+        check: StepCheck = _no_check) -> None:
+    """Fills `request.input` from `{"examples": [...], "context": {...}}`; `check` runs between
+    steps."""
     doc = parse_json(body)
+    check()
     _fill_signature(doc, request.model_spec)
     target = request.input.example_list
     if CONTEXT_KEY in doc:
@@ -545,7 +560,9 @@ def fill_classify_regress_request(
     if not examples:
         raise ServingError(Code.INVALID_ARGUMENT,
                            f"JSON Value: {debug_string(doc)} '{EXAMPLES_KEY}' value is an empty array")
-    for item in examples:
+    for index, item in enumerate(examples):
+        if index % CHECK_EVERY == 0:
+            check()
         make_example(item, target.examples.add())
 
 

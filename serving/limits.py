@@ -158,8 +158,8 @@ class InFlightLimiter:
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    @contextlib.contextmanager
-    def slot(self, model: str) -> Iterator[None]:
+    def acquire(self, model: str) -> None:
+        """Takes a slot of `model`, or raises UNAVAILABLE when all are taken."""
         with self._lock:
             count = self._counts.get(model, 0)
             if count >= self._limit:
@@ -168,13 +168,21 @@ class InFlightLimiter:
                     f"Too many requests in flight for model {clip(model)}: limit "
                     f"{self._limit} (--max_in_flight_requests_per_model); retry later")
             self._counts[model] = count + 1
+
+    def release(self, model: str) -> None:
+        with self._lock:
+            self._counts[model] -= 1
+            if not self._counts[model]:
+                del self._counts[model]
+
+    @contextlib.contextmanager
+    def slot(self, model: str) -> Iterator[None]:
+        """A slot of `model` for the duration of the block."""
+        self.acquire(model)
         try:
             yield
         finally:
-            with self._lock:
-                self._counts[model] -= 1
-                if not self._counts[model]:
-                    del self._counts[model]
+            self.release(model)
 
 
 class RateLimitFilter(logging.Filter):

@@ -9,10 +9,12 @@ sent with a context are each merged with it, so their cost is count × context s
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, Sequence
 
+from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
+from serving.limits import Limits
 from serving.status import Code, ServingError, clip
 
 # Bytes per element of the fixed-size dtypes a TensorProto's tensor_content may carry.
@@ -73,14 +75,32 @@ def check_request_tensors(tensors: Iterable[tuple[str, tensor_pb2.TensorProto]],
         left -= tensor_elements(alias, proto, left)
 
 
-def check_examples_size(count: int, context_bytes: int, examples_bytes: int, max_bytes: int) -> None:
-    """Examples merged with a context cost count × context size; refuse before merging."""
-    total = count * context_bytes + examples_bytes
-    if total > max_bytes:
+def feature_values(example: example_pb2.Example) -> int:
+    """How many values the features of a tf.Example hold."""
+    return sum(len(f.float_list.value) + len(f.int64_list.value) + len(f.bytes_list.value)
+               for f in example.features.feature.values())
+
+
+def check_examples_cost(examples: Sequence[example_pb2.Example], context: example_pb2.Example | None,
+                        limits: Limits) -> None:
+    """Examples merged with a context cost count × context (bytes and feature values);
+    refused before merging when that exceeds the request's caps."""
+    count = len(examples)
+    context_bytes = context.ByteSize() if context is not None else 0
+    total_bytes = count * context_bytes + sum(e.ByteSize() for e in examples)
+    if total_bytes > limits.max_request_bytes:
         raise ServingError(
             Code.INVALID_ARGUMENT,
-            f"{count} examples with a context of {context_bytes} bytes expand to {total} bytes, "
-            f"more than the request limit of {max_bytes} ({BYTES_FLAG})")
+            f"{count} examples with a context of {context_bytes} bytes expand to {total_bytes} "
+            f"bytes, more than the request limit of {limits.max_request_bytes} ({BYTES_FLAG})")
+    context_values = feature_values(context) if context is not None else 0
+    total_values = count * context_values + sum(feature_values(e) for e in examples)
+    if total_values > limits.max_request_elements:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"{count} examples with a context of {context_values} feature values expand to "
+            f"{total_values} values, more than the request limit of {limits.max_request_elements} "
+            f"({ELEMENTS_FLAG})")
 
 
 # TensorFlow inserts where an op was defined ("Detected at node N defined at (most recent call

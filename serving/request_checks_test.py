@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from serving.request_checks import check_examples_size, check_request_tensors, public_message
+from tensorflow.core.example import example_pb2
+
+from serving.limits import Limits
+from serving.request_checks import check_examples_cost, check_request_tensors, public_message
 from serving.status import Code, ServingError, clip
 
 
@@ -42,9 +45,16 @@ def test_fewer_values_than_the_shape_are_fine():
 
 
 def test_examples_with_context_are_sized_before_merging():
-    check_examples_size(10, 100, 50, 1050)
-    with pytest.raises(ServingError, match="--max_request_bytes"):
-        check_examples_size(10, 100, 51, 1050)
+    context = example_pb2.Example()
+    context.features.feature["x"].float_list.value.extend([0.5] * 100)  # 100 values, 410 bytes
+    examples = [example_pb2.Example() for _ in range(10)]
+    examples[0].features.feature["y"].int64_list.value.append(1)
+    check_examples_cost(examples, context, Limits(max_request_elements=1001))
+    with pytest.raises(ServingError, match="expand to 1001 values.*--max_request_elements"):
+        check_examples_cost(examples, context, Limits(max_request_elements=1000))
+    with pytest.raises(ServingError, match="bytes.*--max_request_bytes"):
+        check_examples_cost(examples, context, Limits(max_request_bytes=4000))
+    check_examples_cost(examples, None, Limits(max_request_elements=1))
 
 
 def test_public_message_drops_stacks_and_paths():

@@ -138,7 +138,7 @@ class RestHandler:
         def get_inputs(signature: str):
             return self._core.signature_inputs(request.model_spec, signature)
 
-        fmt = json_tensor.fill_predict_request(body, get_inputs, request)
+        fmt = json_tensor.fill_predict_request(body, get_inputs, request, deadline.check)
         deadline.check()
         answered = model_pb2.ModelSpec()
         outputs = self._core.predict_arrays(request, answered, deadline)
@@ -148,7 +148,7 @@ class RestHandler:
     def _classify(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome,
                   deadline: Deadline) -> str:
         request = classification_pb2.ClassificationRequest(model_spec=spec)
-        json_tensor.fill_classify_regress_request(body, request)
+        json_tensor.fill_classify_regress_request(body, request, deadline.check)
         deadline.check()
         response = self._core.classify(request, deadline)
         outcome.version = str(response.model_spec.version.value)
@@ -157,7 +157,7 @@ class RestHandler:
     def _regress(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome,
                  deadline: Deadline) -> str:
         request = regression_pb2.RegressionRequest(model_spec=spec)
-        json_tensor.fill_classify_regress_request(body, request)
+        json_tensor.fill_classify_regress_request(body, request, deadline.check)
         deadline.check()
         response = self._core.regress(request, deadline)
         outcome.version = str(response.model_spec.version.value)
@@ -175,19 +175,27 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
         metrics.set_loaded(core.manager.loaded_versions())
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
-    async def run(request: web.Request, path: str, outcome: RequestOutcome) -> web.Response:
+    async def run(request: web.Request, path: str, outcome: RequestOutcome,
+                  on_done: Callable[[], None]) -> web.Response:
+        """Reads the body and runs the request in a worker; `on_done` is called once, when the
+        worker has finished (not when the client got a 504), or at once if it never started."""
         try:
             body = await asyncio.wait_for(request.read(), limits.body_timeout)
         except asyncio.TimeoutError:
+            on_done()
             outcome.status = Code.DEADLINE_EXCEEDED.name
             response = _json_response(408, json_tensor.make_json_from_error(
                 f"Request body not received within {limits.rest_api_body_timeout_in_ms} ms "
                 f"(--rest_api_body_timeout_in_ms)"))
             response.force_close()
             return response
+        except BaseException:
+            on_done()
+            raise
         deadline = Deadline(timeout)
         work = asyncio.get_running_loop().run_in_executor(
             executor, handler.process, request.method, path, body, outcome, deadline)
+        work.add_done_callback(lambda _: on_done())
         try:
             return _json_response(200, await asyncio.wait_for(work, timeout))
         except asyncio.TimeoutError:
@@ -204,9 +212,9 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
         with metrics.track(model_label, api_name, "REST") as outcome:
             try:
                 if request.method == "POST" and api_name in INFERENCE_VERBS:
-                    with in_flight.slot(model_label):  # refused before the body is read
-                        return await run(request, path, outcome)
-                return await run(request, path, outcome)
+                    in_flight.acquire(model_label)  # refused before the body is read
+                    return await run(request, path, outcome, lambda: in_flight.release(model_label))
+                return await run(request, path, outcome, lambda: None)
             except web.HTTPRequestEntityTooLarge:
                 outcome.status = "RESOURCE_EXHAUSTED"
                 return _json_response(413, json_tensor.make_json_from_error(

@@ -29,6 +29,11 @@ from serving.servable import Servable
 
 log = logging.getLogger(__name__)
 
+def host_port(host: str, port: int) -> str:
+    """"host:port", with an IPv6 host in brackets ("[::1]:8500"), as gRPC and URLs need."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class ModelServer:
     """Model manager + core + gRPC server + REST server; `start()` returns once serving."""
 
@@ -48,12 +53,11 @@ class ModelServer:
 
     @property
     def grpc_address(self) -> str:
-        host = self.options.rest_api_host
-        return f"[{host}]:{self.options.port}" if ":" in host else f"{host}:{self.options.port}"
+        return host_port(self.options.rest_api_host, self.options.port)
 
     @property
     def rest_address(self) -> str:
-        return f"{self.options.rest_api_host}:{self.options.rest_api_port}"
+        return host_port(self.options.rest_api_host, self.options.rest_api_port)
 
     def start(self) -> None:
         """Loads the models, then starts listening (gRPC, and REST unless its port is 0)."""
