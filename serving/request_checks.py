@@ -53,8 +53,9 @@ def tensor_elements(alias: str, proto: tensor_pb2.TensorProto, budget: int) -> i
     if proto.tensor_content:
         item = _DTYPE_BYTES.get(proto.dtype)
         if item is None:
+            known = proto.dtype in types_pb2.DataType.values()
             raise invalid(f"tensor_content is not allowed for dtype "
-                          f"{types_pb2.DataType.Name(proto.dtype) if proto.dtype in types_pb2.DataType.values() else proto.dtype}")
+                          f"{types_pb2.DataType.Name(proto.dtype) if known else proto.dtype}")
         if len(proto.tensor_content) != count * item:
             raise invalid(f"tensor_content has {len(proto.tensor_content)} bytes, the shape needs "
                           f"{count * item}")
