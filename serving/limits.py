@@ -128,11 +128,12 @@ class Deadline:
     """When a request must stop. Checked between steps (parse, convert, run, write), so a
     request that timed out or whose client went away stops its work at the next step."""
 
-    def __init__(self, seconds: float | None = None,
-                 is_active: Callable[[], bool] | None = None) -> None:
+    def __init__(self, seconds: float | None = None, is_active: Callable[[], bool] | None = None,
+                 message: str = "Deadline Exceeded") -> None:
         self._end = time.monotonic() + seconds if seconds is not None else None
         self._is_active = is_active
         self._cancelled = threading.Event()
+        self.message = message
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -140,7 +141,7 @@ class Deadline:
     def check(self) -> None:
         """Raises DEADLINE_EXCEEDED (or CANCELLED) when the request must not go on."""
         if self._cancelled.is_set() or (self._end is not None and time.monotonic() > self._end):
-            raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            raise ServingError(Code.DEADLINE_EXCEEDED, self.message)
         if self._is_active is not None and not self._is_active():
             raise ServingError(Code.CANCELLED, "Request cancelled by the client")
 

@@ -192,7 +192,7 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
         except BaseException:
             on_done()
             raise
-        deadline = Deadline(timeout)
+        deadline = Deadline(timeout, message=f"Deadline Exceeded: request took longer than {timeout_in_ms} ms")
         work = asyncio.get_running_loop().run_in_executor(
             executor, handler.process, request.method, path, body, outcome, deadline)
         work.add_done_callback(lambda _: on_done())
@@ -200,8 +200,7 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
             return _json_response(200, await asyncio.wait_for(work, timeout))
         except asyncio.TimeoutError:
             deadline.cancel()  # the worker stops at its next step instead of finishing unseen
-            raise ServingError(Code.DEADLINE_EXCEEDED,
-                               f"Deadline Exceeded: request took longer than {timeout_in_ms} ms")
+            raise ServingError(Code.DEADLINE_EXCEEDED, deadline.message)
 
     async def api(request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
