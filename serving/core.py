@@ -26,9 +26,11 @@ from tensorflow_serving.apis import (
 )
 
 from serving.batching import Batcher
+from serving.limits import Deadline, Limits, check_deadline
 from serving.model_manager import ModelManager, VersionStatus
+from serving.request_checks import check_examples_cost, check_request_tensors, public_message
 from serving.servable import Servable
-from serving.status import Code, ServingError
+from serving.status import Code, ServingError, clip
 
 DEFAULT_SIGNATURE = "serving_default"
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -42,13 +44,16 @@ def _set_model_spec(spec: model_pb2.ModelSpec, servable: Servable, signature: st
     spec.version.value = servable.version
 
 
-def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
-    """The serialized tf.Examples of an Input; context features are merged into each."""
+def serialized_examples(request_input: input_pb2.Input, limits: Limits) -> np.ndarray:
+    """The serialized tf.Examples of an Input; context features are merged into each, after
+    checking that the merged examples stay within the request's byte and element caps."""
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
+        check_examples_cost(request_input.example_list.examples, None, limits)
         examples = [e.SerializeToString() for e in request_input.example_list.examples]
     elif kind == "example_list_with_context":
         with_context = request_input.example_list_with_context
+        check_examples_cost(with_context.examples, with_context.context, limits)
         context = with_context.context.SerializeToString()
         examples = [context + e.SerializeToString() for e in with_context.examples]
     else:
@@ -65,9 +70,11 @@ def _signature_debug(signature: meta_graph_pb2.SignatureDef) -> str:
 class ServingCore:
     """Runs requests against the servables of a ModelManager."""
 
-    def __init__(self, manager: ModelManager, batcher: Batcher | None = None) -> None:
+    def __init__(self, manager: ModelManager, batcher: Batcher | None = None,
+                 limits: Limits = Limits()) -> None:
         self.manager = manager
         self._batcher = batcher
+        self.limits = limits
 
     # ------------------------------------------------------------ lookups
 
@@ -86,55 +93,64 @@ class ServingCore:
         name = signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
             raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Serving signature name: \"{name}\" not found in signature def")
+                               f"Serving signature name: \"{clip(name)}\" not found in signature def")
         return servable.signature_defs[name].inputs
 
     def _run(self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray],
-             output_keys: Sequence[str]) -> dict[str, np.ndarray]:
+             output_keys: Sequence[str], deadline: Deadline | None) -> dict[str, np.ndarray]:
         def run(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             return servable.run(signature, batch, output_keys)
 
+        check_deadline(deadline)
         if self._batcher is None:
-            return run(inputs)
-        key = (servable.name, servable.version, id(servable), signature, tuple(output_keys))
-        return self._batcher.run(key, inputs, run)
+            outputs = run(inputs)
+        else:
+            key = (servable.name, servable.version, id(servable), signature, tuple(output_keys))
+            outputs = self._batcher.run(key, inputs, run)
+        check_deadline(deadline)
+        return outputs
 
     # ------------------------------------------------------------- predict
 
-    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    def predict(self, request: predict_pb2.PredictRequest,
+                deadline: Deadline | None = None) -> predict_pb2.PredictResponse:
         response = predict_pb2.PredictResponse()
-        for alias, array in self.predict_arrays(request, response.model_spec).items():
+        for alias, array in self.predict_arrays(request, response.model_spec, deadline).items():
             response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
         return response
 
-    def predict_arrays(self, request: predict_pb2.PredictRequest,
-                       response_spec: model_pb2.ModelSpec) -> dict[str, np.ndarray]:
+    def predict_arrays(self, request: predict_pb2.PredictRequest, response_spec: model_pb2.ModelSpec,
+                       deadline: Deadline | None = None) -> dict[str, np.ndarray]:
         """Predict with the outputs as arrays (REST writes them as JSON: no proto round trip);
         fills ``response_spec`` with the servable and signature that answered."""
         servable = self.servable(request.model_spec)
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
-            raise ServingError(Code.FAILED_PRECONDITION, f"Serving signature key \"{name}\" not found.")
+            raise ServingError(Code.FAILED_PRECONDITION,
+                               f"Serving signature key \"{clip(name)}\" not found.")
         signature = servable.signature_defs[name]
         sent, wanted = set(request.inputs), set(signature.inputs)
         if len(sent) > len(wanted) or (len(sent) < len(wanted) and not signature.defaults):
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 f"input size does not match signature: {len(sent)}!={len(wanted)} "
-                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
-                f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+                f"len({{{clip(','.join(sorted(sent)))}}}) != len({{{','.join(sorted(wanted))}}}). "
+                f"Sent extra: {{{clip(','.join(sorted(sent - wanted)))}}}. "
                 f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
+        check_request_tensors(request.inputs.items(), self.limits.max_request_elements)
+        check_deadline(deadline)
         inputs = {}
         for alias, proto in request.inputs.items():
             if alias not in signature.inputs:
                 raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"input tensor alias not found in signature: {alias}. Inputs "
+                                   f"input tensor alias not found in signature: {clip(alias)}. Inputs "
                                    f"expected to be in the set {{{','.join(sorted(wanted))}}}.")
             try:
                 inputs[alias] = tf.make_ndarray(proto)
             except Exception as e:  # noqa: BLE001 - malformed TensorProto from a client
                 raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Unable to parse tensor proto for input {alias}: {e}") from e
+                                   f"Unable to parse tensor proto for input {clip(alias)}: "
+                                   f"{public_message(str(e))}") from e
         for alias in wanted - sent:  # only reached when the signature has defaults
             if alias not in signature.defaults:
                 raise ServingError(Code.INVALID_ARGUMENT,
@@ -145,12 +161,12 @@ class ServingCore:
         for alias in request.output_filter:
             if alias not in signature.outputs:
                 raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"output tensor alias not found in signature: {alias} Outputs "
+                                   f"output tensor alias not found in signature: {clip(alias)} Outputs "
                                    f"expected to be in the set {{{','.join(sorted(signature.outputs))}}}.")
             if alias in seen:
-                raise ServingError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
+                raise ServingError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {clip(alias)}")
             seen.add(alias)
-        outputs = self._run(servable, name, inputs, output_keys)
+        outputs = self._run(servable, name, inputs, output_keys, deadline)
         _set_model_spec(response_spec, servable, name)
         return outputs
 
@@ -161,14 +177,15 @@ class ServingCore:
         servable = self.servable(spec)
         name = spec.signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
-            raise ServingError(Code.INVALID_ARGUMENT, f"No signature was found with the name: {name}")
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"No signature was found with the name: {clip(name)}")
         signature = servable.signature_defs[name]
         if len(signature.inputs) != 1:
             raise ServingError(Code.INVALID_ARGUMENT, "Expected one input Tensor.")
         return servable, name, signature
 
-    def classify(self, request: classification_pb2.ClassificationRequest
-                 ) -> classification_pb2.ClassificationResponse:
+    def classify(self, request: classification_pb2.ClassificationRequest,
+                 deadline: Deadline | None = None) -> classification_pb2.ClassificationResponse:
         servable, name, signature = self._example_signature(request.model_spec)
         if len(signature.outputs) not in (1, 2):
             raise ServingError(Code.INVALID_ARGUMENT,
@@ -184,16 +201,16 @@ class ServingCore:
                 f"Expected classification signature outputs to contain at least one of "
                 f"\"{CLASSIFY_CLASSES}\" or \"{CLASSIFY_SCORES}\". Signature was: "
                 f"{_signature_debug(signature)}")
-        examples = serialized_examples(request.input)
-        outputs = self._run(servable, name, {CLASSIFY_INPUTS: examples}, keys)
+        examples = serialized_examples(request.input, self.limits)
+        outputs = self._run(servable, name, {CLASSIFY_INPUTS: examples}, keys, deadline)
         response = classification_pb2.ClassificationResponse()
         _set_model_spec(response.model_spec, servable, name)
         _fill_classifications(len(examples), outputs.get(CLASSIFY_CLASSES),
                               outputs.get(CLASSIFY_SCORES), response.result)
         return response
 
-    def regress(self, request: regression_pb2.RegressionRequest
-                ) -> regression_pb2.RegressionResponse:
+    def regress(self, request: regression_pb2.RegressionRequest,
+                deadline: Deadline | None = None) -> regression_pb2.RegressionResponse:
         servable, name, signature = self._example_signature(request.model_spec)
         if len(signature.outputs) != 1:
             raise ServingError(Code.INVALID_ARGUMENT, "Expected one output Tensor.")
@@ -205,8 +222,9 @@ class ServingCore:
             raise ServingError(Code.INVALID_ARGUMENT,
                                f"No regression outputs found in SignatureDef: "
                                f"{_signature_debug(signature)}")
-        examples = serialized_examples(request.input)
-        values = self._run(servable, name, {REGRESS_INPUTS: examples}, [REGRESS_OUTPUTS])[REGRESS_OUTPUTS]
+        examples = serialized_examples(request.input, self.limits)
+        values = self._run(servable, name, {REGRESS_INPUTS: examples}, [REGRESS_OUTPUTS],
+                           deadline)[REGRESS_OUTPUTS]
         n = len(examples)
         if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
             raise ServingError(Code.INVALID_ARGUMENT,
@@ -237,7 +255,8 @@ class ServingCore:
                                "GetModelMetadataRequest must specify at least one metadata_field")
         for field in request.metadata_field:
             if field != SIGNATURE_DEF_FIELD:
-                raise ServingError(Code.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   f"Metadata field {clip(field)} is not supported")
         servable = self.servable(request.model_spec)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature in servable.signature_defs.items():

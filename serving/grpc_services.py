@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, TypeVar
 
 import grpc
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.core import ServingCore
+from serving.limits import Deadline, InFlightLimiter
 from serving.metrics import Metrics
 from serving.model_config import model_configs_from_proto
+from serving.request_checks import public_message
 from serving.status import Code, ServingError
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
+log = logging.getLogger(__name__)
 
 
-def _call(core: ServingCore, metrics: Metrics, api: str, fn: Callable[[Request], Response],
-          request: Request, context: grpc.ServicerContext) -> Response:
-    """Runs one core call; a ServingError becomes the gRPC status with the same code."""
+def _deadline(context: grpc.ServicerContext) -> Deadline:
+    """The client's deadline and liveness, checked by the core between steps."""
+    return Deadline(context.time_remaining(), context.is_active)
+
+
+def _call(core: ServingCore, metrics: Metrics, api: str, fn: Callable[..., Response],
+          request: Request, context: grpc.ServicerContext,
+          in_flight: InFlightLimiter | None = None) -> Response:
+    """Runs one core call; a ServingError becomes the gRPC status with the same code.
+    Inference calls (with `in_flight`) take a slot of their model and get the deadline."""
     name = request.model_spec.name
     label = name if name in core.manager.model_names else "<unknown>"
     with metrics.track(label, api, "GRPC") as outcome:
         try:
-            response = fn(request)
+            if in_flight is None:
+                response = fn(request)
+            else:
+                with in_flight.slot(label):
+                    response = fn(request, _deadline(context))
         except ServingError as e:
             outcome.status = e.code.name
             context.abort(grpc.StatusCode[e.code.name], e.message)
         except Exception as e:  # noqa: BLE001 - report, never crash the server
+            log.exception("gRPC %s failed", api)
             outcome.status = Code.INTERNAL.name
-            context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {e}")
+            context.abort(grpc.StatusCode.INTERNAL, public_message(str(e)))
         spec = getattr(response, "model_spec", None)
         if spec is not None and spec.HasField("version"):
             outcome.version = str(spec.version.value)
@@ -39,17 +55,20 @@ def _call(core: ServingCore, metrics: Metrics, api: str, fn: Callable[[Request],
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict, Classify, Regress and GetModelMetadata."""
 
-    def __init__(self, core: ServingCore, metrics: Metrics) -> None:
-        self._core, self._metrics = core, metrics
+    def __init__(self, core: ServingCore, metrics: Metrics, in_flight: InFlightLimiter) -> None:
+        self._core, self._metrics, self._in_flight = core, metrics, in_flight
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method names
-        return _call(self._core, self._metrics, "predict", self._core.predict, request, context)
+        return _call(self._core, self._metrics, "predict", self._core.predict, request, context,
+                     self._in_flight)
 
     def Classify(self, request, context):  # noqa: N802
-        return _call(self._core, self._metrics, "classify", self._core.classify, request, context)
+        return _call(self._core, self._metrics, "classify", self._core.classify, request, context,
+                     self._in_flight)
 
     def Regress(self, request, context):  # noqa: N802
-        return _call(self._core, self._metrics, "regress", self._core.regress, request, context)
+        return _call(self._core, self._metrics, "regress", self._core.regress, request, context,
+                     self._in_flight)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         return _call(self._core, self._metrics, "metadata", self._core.get_model_metadata,
@@ -65,7 +84,6 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def GetModelStatus(self, request, context):  # noqa: N802
         return _call(self._core, self._metrics, "status", self._core.get_model_status,
                      request, context)
-
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
         """ModelServiceImpl::HandleReloadConfigRequest: only a model_config_list is accepted; the
@@ -91,7 +109,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def add_services(server: grpc.Server, core: ServingCore, metrics: Metrics) -> None:
+def add_services(server: grpc.Server, core: ServingCore, metrics: Metrics,
+                 in_flight: InFlightLimiter) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(core, metrics), server)
+        PredictionServicer(core, metrics, in_flight), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core, metrics), server)

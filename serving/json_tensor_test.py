@@ -317,3 +317,19 @@ def test_classification_and_regression_results():
 
 def test_error_json():
     assert json.loads(json_tensor.make_json_from_error('bad "x"\n')) == {"error": 'bad "x"\n'}
+
+
+def test_value_count_bounds_the_values_before_parsing():
+    body = b'{"instances": [[1, 2], [3, 4]], "signature_name": "a,b"}'
+    assert json_tensor.count_values(body) >= 7  # 4 numbers, 2 lists, the list, 1 string, the object
+    json_tensor.check_value_count(body, json_tensor.count_values(body))
+    with pytest.raises(ServingError, match="--max_request_elements"):
+        json_tensor.check_value_count(body, 5)
+
+
+@pytest.mark.parametrize("number, may_overflow", [
+    ("1.5", False), ("1e99", False), ("1e-400", False), ("9" * 308, False),
+    ("1e308", True), ("1E+400", True), ("1e0400", True), ("9" * 309 + ".0", True),
+])
+def test_overflow_precheck_is_conservative(number, may_overflow):
+    assert json_tensor._may_overflow_double(f'{{"a": [{number}]}}'.encode()) is may_overflow

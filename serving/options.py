@@ -9,14 +9,16 @@ import argparse
 import dataclasses
 import importlib.metadata
 import logging
+import math
 import os
+from typing import NoReturn
 
+from serving import limits as request_limits
 from serving.batching import parse_batching_parameters
 from serving.model_config import LoadRetries, ModelConfig, parse_model_server_config, read_regular_file
 
 
 DEFAULT_MODEL_NAME = "default"  # tensorflow_model_server's; `mnist-tfx serve` passes its own
-MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass
@@ -31,7 +33,7 @@ class ServerOptions:
     batching_parameters_text: str | None = None  # None: batching off
     rest_api_timeout_in_ms: int = 30000
     rest_api_num_threads: int = max(16, 4 * (os.cpu_count() or 1))
-    max_request_bytes: int = MAX_REQUEST_BYTES
+    limits: request_limits.Limits = request_limits.Limits()
     # Run-time config, gRPC and process flags (issue 11), in TF Serving's names and defaults.
     model_config_file: str = ""
     model_config_file_poll_wait_seconds: int = 0  # 0: the config file is read once
@@ -39,7 +41,6 @@ class ServerOptions:
     load_retries: LoadRetries = LoadRetries()
     prometheus_path: str | None = None  # None: no metrics endpoint (no --monitoring_config_file)
     grpc_socket_path: str = ""
-    grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()
     grpc_max_threads: int = 4 * (os.cpu_count() or 1)
     enable_grpc_healthcheck_service: bool = False
     rest_api_enable_cors_support: bool = False
@@ -56,13 +57,36 @@ def _bool_flag(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Flag errors as one line ("mnist-tfx serve: error: ...") and exit 2, without the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _port(text: str) -> int:
+    if not (text.isdigit() and int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 def build_parser(default_model_base_path: str,
                  default_model_name: str = DEFAULT_MODEL_NAME) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="mnist-tfx serve",
         description="Serve SavedModels over the TensorFlow Serving REST and gRPC APIs.")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    parser.add_argument("--rest_api_port", type=int, default=8501,
+    parser.add_argument("--port", type=_port, default=8500, help="gRPC port (default 8500)")
+    parser.add_argument("--rest_api_port", type=_port, default=8501,
                         help="REST port (default 8501; 0 disables REST)")
     parser.add_argument("--rest_api_host", default="127.0.0.1",
                         help="address REST and gRPC listen on (default 127.0.0.1)")
@@ -73,7 +97,7 @@ def build_parser(default_model_base_path: str,
                              f"(default {default_model_base_path})")
     parser.add_argument("--model_config_file", default="",
                         help="text-format ModelServerConfig; overrides --model_name/--model_base_path")
-    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+    parser.add_argument("--file_system_poll_wait_seconds", type=_seconds, default=1.0,
                         help="seconds between polls of the base paths (0: poll once)")
     parser.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False,
                         help="merge concurrent requests into batches")
@@ -82,8 +106,11 @@ def build_parser(default_model_base_path: str,
                              "batch_timeout_micros, num_batch_threads")
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
                         help="REST request timeout (default 30000; <= 0: none)")
-    parser.add_argument("--rest_api_num_threads", type=int, default=ServerOptions.rest_api_num_threads,
+    parser.add_argument("--rest_api_num_threads", type=request_limits.positive_int,
+                        default=ServerOptions.rest_api_num_threads,
                         help="threads running REST and gRPC requests")
+    # Caps and timeouts (issue 13): one flag per serving.limits.Limits field.
+    request_limits.add_flags(parser)
     _add_config_and_service_flags(parser)
     return parser
 
@@ -107,8 +134,6 @@ def _add_config_and_service_flags(parser: argparse.ArgumentParser) -> None:
                         help="text-format MonitoringConfig: prometheus_config { enable path }")
     parser.add_argument("--grpc_socket_path", default="",
                         help="also serve gRPC on this UNIX socket")
-    parser.add_argument("--grpc_channel_arguments", default="",
-                        help="comma-separated gRPC server arguments, e.g. grpc.max_connection_age_ms=2000")
     parser.add_argument("--grpc_max_threads", type=int, default=defaults.grpc_max_threads,
                         help=f"threads handling gRPC calls (default 4 x CPUs = {defaults.grpc_max_threads})")
     parser.add_argument("--enable_grpc_healthcheck_service", type=_bool_flag, nargs="?", const=True,
@@ -154,21 +179,6 @@ def version_text() -> str:
             f"TensorFlow Library: {version('tensorflow')}")
 
 
-def parse_grpc_channel_arguments(text: str) -> tuple[tuple[str, int | str], ...]:
-    """`k=v,k=v` as TF Serving's parseGrpcChannelArgs: an int32 value is passed as an int."""
-    arguments = []
-    for item in text.split(",") if text else []:
-        key, sep, value = item.partition("=")
-        if not key or not sep:
-            raise ValueError(f"--grpc_channel_arguments: expected key=value, got {item!r}")
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        arguments.append((key, number if number is not None and -2**31 <= number < 2**31 else value))
-    return tuple(arguments)
-
-
 def _thread_options(args: argparse.Namespace) -> tuple[int, int]:
     """(intra, inter) op parallelism as TF Serving's server.cc combines the three flags."""
     intra, inter, both = (args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism,
@@ -207,7 +217,6 @@ def _config_and_service_options(args: argparse.Namespace) -> dict:
         load_retries=LoadRetries(max(0, args.max_num_load_retries), args.load_retry_interval_micros),
         prometheus_path=prometheus,
         grpc_socket_path=args.grpc_socket_path,
-        grpc_channel_arguments=parse_grpc_channel_arguments(args.grpc_channel_arguments),
         grpc_max_threads=args.grpc_max_threads,
         enable_grpc_healthcheck_service=args.enable_grpc_healthcheck_service,
         rest_api_enable_cors_support=args.rest_api_enable_cors_support,
@@ -222,6 +231,7 @@ def parse_args(argv: list[str], default_model_base_path: str,
     args = build_parser(default_model_base_path, default_model_name).parse_args(argv)
     if args.version:
         return ServerOptions(models=[], display_version=True)
+    limits = request_limits.from_args(args)
     if args.model_config_file:
         models = parse_model_server_config(read_regular_file(args.model_config_file).decode())
     else:
@@ -241,5 +251,5 @@ def parse_args(argv: list[str], default_model_base_path: str,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         batching_parameters_text=batching_text,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
-        rest_api_num_threads=args.rest_api_num_threads,
+        rest_api_num_threads=args.rest_api_num_threads, limits=limits,
         **_config_and_service_options(args))

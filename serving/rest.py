@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import urllib.parse
 from concurrent.futures import Executor
@@ -26,8 +27,10 @@ from tensorflow_serving.apis import (
 
 from serving import json_tensor
 from serving.core import SIGNATURE_DEF_FIELD, ServingCore
+from serving.limits import Deadline, InFlightLimiter, Limits
 from serving.metrics import CONTENT_TYPE, METRICS_PATH, Metrics, RequestOutcome
-from serving.status import Code, ServingError
+from serving.request_checks import public_message
+from serving.status import Code, ServingError, clip
 
 PREDICTION_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
@@ -39,6 +42,8 @@ _INT64_MAX = 2**63 - 1
 # Adds an application's own routes (the entry point's plug-ins, such as a web page) to the app.
 AddRoutes = Callable[[web.Application], None]
 _JSON = "application/json"
+INFERENCE_VERBS = frozenset({"predict", "classify", "regress"})
+log = logging.getLogger(__name__)
 
 
 def _json_response(status: int, text: str) -> web.Response:
@@ -59,10 +64,11 @@ def parse_model_path(method: str, path: str) -> tuple[bool, str, int | None, str
     name = urllib.parse.unquote(name)
     version = None
     if version_str:
-        version = int(version_str)
-        if version > _INT64_MAX:
+        # Length first: int() of thousands of digits is slow, and refused beyond 4300 digits.
+        if len(version_str.lstrip("0")) > len(str(_INT64_MAX)) or int(version_str) > _INT64_MAX:
             raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Failed to convert version: {version_str} to numeric.")
+                               f"Failed to convert version: {clip(version_str)} to numeric.")
+        version = int(version_str)
     return True, name, version, urllib.parse.unquote(label) if label else None, verb
 
 
@@ -97,18 +103,24 @@ class RestHandler:
     def __init__(self, core: ServingCore) -> None:
         self._core = core
 
-    def process(self, method: str, path: str, body: bytes, outcome: RequestOutcome) -> str:
+    def process(self, method: str, path: str, body: bytes, outcome: RequestOutcome,
+                deadline: Deadline | None = None) -> str:
+        deadline = deadline or Deadline()
+        deadline.check()  # it may have waited for a thread past its deadline
         matched, name, version, label, verb = parse_model_path(method, path)
         if not matched:
-            raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
+            raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {method} {clip(path)}")
         spec = _model_spec(name, version, label)
         if method == "POST":
-            handler: Callable[[model_pb2.ModelSpec, bytes, RequestOutcome], str] | None = {
+            handler: Callable[[model_pb2.ModelSpec, bytes, RequestOutcome, Deadline], str] | None = {
                 "predict": self._predict, "classify": self._classify, "regress": self._regress,
             }.get(verb)
             if handler is None:
-                raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
-            return handler(spec, body, outcome)
+                raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {method} {clip(path)}")
+            json_tensor.check_value_count(body, self._core.limits.max_request_elements)
+            text = handler(spec, body, outcome, deadline)
+            deadline.check()
+            return text
         if not name:
             raise ServingError(Code.INVALID_ARGUMENT, "Missing model name in request.")
         if verb == "metadata":
@@ -120,44 +132,78 @@ class RestHandler:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
         return status_to_json(self._core.get_model_status(request))
 
-    def _predict(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome) -> str:
+    def _predict(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome,
+                 deadline: Deadline) -> str:
         request = predict_pb2.PredictRequest(model_spec=spec)
 
         def get_inputs(signature: str):
             return self._core.signature_inputs(request.model_spec, signature)
 
-        fmt = json_tensor.fill_predict_request(body, get_inputs, request)
+        fmt = json_tensor.fill_predict_request(body, get_inputs, request, deadline.check)
+        deadline.check()
         answered = model_pb2.ModelSpec()
-        outputs = self._core.predict_arrays(request, answered)
+        outputs = self._core.predict_arrays(request, answered, deadline)
         outcome.version = str(answered.version.value)
         return json_tensor.make_json_from_tensors(outputs, fmt)
 
-    def _classify(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome) -> str:
+    def _classify(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome,
+                  deadline: Deadline) -> str:
         request = classification_pb2.ClassificationRequest(model_spec=spec)
-        json_tensor.fill_classify_regress_request(body, request)
-        response = self._core.classify(request)
+        json_tensor.fill_classify_regress_request(body, request, deadline.check)
+        deadline.check()
+        response = self._core.classify(request, deadline)
         outcome.version = str(response.model_spec.version.value)
         return json_tensor.make_json_from_classification(response.result)
 
-    def _regress(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome) -> str:
+    def _regress(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome,
+                 deadline: Deadline) -> str:
         request = regression_pb2.RegressionRequest(model_spec=spec)
-        json_tensor.fill_classify_regress_request(body, request)
-        response = self._core.regress(request)
+        json_tensor.fill_classify_regress_request(body, request, deadline.check)
+        deadline.check()
+        response = self._core.regress(request, deadline)
         outcome.version = str(response.model_spec.version.value)
         return json_tensor.make_json_from_regression(response.result)
 
 
 def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
-               timeout_in_ms: int, max_body_bytes: int,
+               timeout_in_ms: int, limits: Limits, in_flight: InFlightLimiter,
                metrics_path: str | None = METRICS_PATH,
                extra_routes: Iterable[AddRoutes] = ()) -> web.Application:
     """The aiohttp application: /v1/..., the Prometheus endpoint (at `metrics_path`; None: off,
     as TF Serving without a monitoring config), then `extra_routes` (e.g. a page)."""
     handler = RestHandler(core)
+    timeout = timeout_in_ms / 1000 if timeout_in_ms > 0 else None
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
         metrics.set_loaded(core.manager.loaded_versions())
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def run(request: web.Request, path: str, outcome: RequestOutcome,
+                  on_done: Callable[[], None]) -> web.Response:
+        """Reads the body and runs the request in a worker; `on_done` is called once, when the
+        worker has finished (not when the client got a 504), or at once if it never started."""
+        try:
+            body = await asyncio.wait_for(request.read(), limits.body_timeout)
+        except asyncio.TimeoutError:
+            on_done()
+            outcome.status = Code.DEADLINE_EXCEEDED.name
+            response = _json_response(408, json_tensor.make_json_from_error(
+                f"Request body not received within {limits.rest_api_body_timeout_in_ms} ms "
+                f"(--rest_api_body_timeout_in_ms)"))
+            response.force_close()
+            return response
+        except BaseException:
+            on_done()
+            raise
+        deadline = Deadline(timeout, message=f"Deadline Exceeded: request took longer than {timeout_in_ms} ms")
+        work = asyncio.get_running_loop().run_in_executor(
+            executor, handler.process, request.method, path, body, outcome, deadline)
+        work.add_done_callback(lambda _: on_done())
+        try:
+            return _json_response(200, await asyncio.wait_for(work, timeout))
+        except asyncio.TimeoutError:
+            deadline.cancel()  # the worker stops at its next step instead of finishing unseen
+            raise ServingError(Code.DEADLINE_EXCEEDED, deadline.message)
 
     async def api(request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
@@ -167,34 +213,27 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
         api_name = (matched.groups()[-1] or "status").lower() if matched else "unknown"
         with metrics.track(model_label, api_name, "REST") as outcome:
             try:
-                body = await request.read()
-                loop = asyncio.get_running_loop()
-                work = loop.run_in_executor(executor, handler.process, request.method, path,
-                                            body, outcome)
-                timeout = timeout_in_ms / 1000 if timeout_in_ms > 0 else None
-                text = await asyncio.wait_for(work, timeout)
-                return _json_response(200, text)
+                if request.method == "POST" and api_name in INFERENCE_VERBS:
+                    in_flight.acquire(model_label)  # refused before the body is read
+                    return await run(request, path, outcome, lambda: in_flight.release(model_label))
+                return await run(request, path, outcome, lambda: None)
             except web.HTTPRequestEntityTooLarge:
                 outcome.status = "RESOURCE_EXHAUSTED"
                 return _json_response(413, json_tensor.make_json_from_error(
-                    f"Request body too large: more than {max_body_bytes} bytes"))
-            except asyncio.TimeoutError:
-                outcome.status = Code.DEADLINE_EXCEEDED.name
-                return _error_response(ServingError(
-                    Code.DEADLINE_EXCEEDED, f"Deadline Exceeded: request took longer than "
-                    f"{timeout_in_ms} ms"))
+                    f"Request body too large: more than {limits.max_request_bytes} bytes"))
             except ServingError as e:
                 outcome.status = e.code.name
                 return _error_response(e)
             except Exception as e:  # noqa: BLE001 - never let a request kill the server
+                log.exception("REST request failed: %s %s", request.method, clip(path))
                 outcome.status = Code.INTERNAL.name
-                return _error_response(ServingError(Code.INTERNAL, f"Internal error: {e}"))
+                return _error_response(ServingError(Code.INTERNAL, public_message(str(e))))
 
     async def not_found(request: web.Request) -> web.Response:
         return _json_response(404, json_tensor.make_json_from_error(
-            f"Not found: {request.method} {request.raw_path.split('?', 1)[0]}"))
+            f"Not found: {request.method} {clip(request.raw_path.split('?', 1)[0])}"))
 
-    app = web.Application(client_max_size=max_body_bytes)
+    app = web.Application(client_max_size=limits.max_request_bytes)
     if metrics_path is not None:
         app.router.add_route("GET", metrics_path, metrics_endpoint)
     app.router.add_route("*", "/v1/{tail:.*}", api)

@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.json_tensor import dtype_string
+from serving.request_checks import public_message
 from serving.status import Code, ServingError
 
 SERVE_TAG = "serve"
@@ -54,12 +55,13 @@ def read_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
 
 
 def error_from_tf(e: Exception) -> ServingError:
-    """A TensorFlow exception as a ServingError, keeping TensorFlow's code."""
+    """A TensorFlow exception as a ServingError, keeping TensorFlow's code; the message loses
+    the Python stack and file paths TensorFlow attaches (they are ours, not the client's)."""
     if isinstance(e, ServingError):
         return e
     if isinstance(e, tf.errors.OpError):
-        return ServingError(Code(e.error_code), e.message)
-    return ServingError(Code.INVALID_ARGUMENT, str(e))
+        return ServingError(Code(e.error_code), public_message(e.message))
+    return ServingError(Code.INVALID_ARGUMENT, public_message(str(e)))
 
 
 class Servable:

@@ -21,15 +21,22 @@ from serving.batching import Batcher, parse_batching_parameters
 from serving.config_poller import ConfigFilePoller
 from serving.core import ServingCore
 from serving.grpc_services import add_services
+from serving.limits import InFlightLimiter, grpc_arguments, rate_limit_logs
 from serving.metrics import Metrics
 from serving.model_manager import ModelManager
 from serving.options import DEFAULT_MODEL_NAME, ServerOptions, parse_args, version_text
 from serving.rest import AddRoutes, create_app
+from serving.rest_connections import GuardedAppRunner
 from serving.rest_cors import enable_cors
 from serving.servable import Servable
 from serving.status import ServingError
 
 log = logging.getLogger(__name__)
+
+def host_port(host: str, port: int) -> str:
+    """"host:port", with an IPv6 host in brackets ("[::1]:8500"), as gRPC and URLs need."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
 
 class ModelServer:
     """Model manager + core + gRPC server + REST server; `start()` returns once serving."""
@@ -44,7 +51,8 @@ class ModelServer:
             options.models, Servable, options.file_system_poll_wait_seconds,
             retries=options.load_retries,
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models)
-        self.core = ServingCore(self.manager, self._batcher)
+        self.core = ServingCore(self.manager, self._batcher, options.limits)
+        self._in_flight = InFlightLimiter(options.limits.max_in_flight_requests_per_model)
         self._executor = ThreadPoolExecutor(options.rest_api_num_threads, thread_name_prefix="rest")
         self._config_poller = (ConfigFilePoller(options.model_config_file, self.manager,
                                                 options.model_config_file_poll_wait_seconds)
@@ -58,11 +66,11 @@ class ModelServer:
 
     @property
     def grpc_address(self) -> str:
-        return f"{self.options.rest_api_host}:{self.options.port}"
+        return host_port(self.options.rest_api_host, self.options.port)
 
     @property
     def rest_address(self) -> str:
-        return f"{self.options.rest_api_host}:{self.options.rest_api_port}"
+        return host_port(self.options.rest_api_host, self.options.rest_api_port)
 
     def start(self) -> None:
         """Loads the models, then starts listening (gRPC, and REST unless its port is 0)."""
@@ -70,12 +78,14 @@ class ModelServer:
         self.manager.start()
         if self._config_poller is not None:
             self._config_poller.start()
+        limits = self.options.limits
         self._grpc = grpc.server(
             ThreadPoolExecutor(self.options.grpc_max_threads, thread_name_prefix="grpc"),
-            options=[("grpc.max_receive_message_length", self.options.max_request_bytes),
-                     ("grpc.max_send_message_length", self.options.max_request_bytes),
-                     ("grpc.so_reuseport", 0), *self.options.grpc_channel_arguments])
-        add_services(self._grpc, self.core, self.metrics)
+            options=[("grpc.max_receive_message_length", limits.max_request_bytes),
+                     ("grpc.max_send_message_length", limits.max_request_bytes),
+                     ("grpc.so_reuseport", 0),
+                     *grpc_arguments(limits.grpc_channel_arguments).items()])
+        add_services(self._grpc, self.core, self.metrics, self._in_flight)
         if self.options.enable_grpc_healthcheck_service:
             self._health = add_health_service(self._grpc)
         if self.options.port and self._grpc.add_insecure_port(self.grpc_address) == 0:
@@ -95,10 +105,10 @@ class ModelServer:
     def _start_rest(self) -> None:
         self._loop = asyncio.new_event_loop()
         app = create_app(self.core, self.metrics, self._executor,
-                         self.options.rest_api_timeout_in_ms, self.options.max_request_bytes,
+                         self.options.rest_api_timeout_in_ms, self.options.limits, self._in_flight,
                          metrics_path=self.options.prometheus_path, extra_routes=self._extra_routes)
         enable_cors(app, headers=self.options.rest_api_enable_cors_support)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = GuardedAppRunner(app, self.options.limits, access_log=None, handle_signals=False)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.options.rest_api_host, self.options.rest_api_port,
                            reuse_address=True)
@@ -147,19 +157,36 @@ def add_health_service(server: grpc.Server):
     return servicer
 
 
+def _raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit, so the connection caps bind before it does."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv: list[str], default_model_base_path: str, default_model_name: str = DEFAULT_MODEL_NAME,
          extra_routes: Iterable[AddRoutes] = ()) -> int:
     """Serves until SIGINT/SIGTERM; returns the exit code. The entry point supplies its defaults
     and plug-ins (`extra_routes`: REST routes of its own, such as a page)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rate_limit_logs()
     try:
         options = parse_args(argv, default_model_base_path, default_model_name)
-    except (OSError, ValueError) as e:
-        print(f"mnist-tfx serve: {e}", file=sys.stderr)
+    except SystemExit as e:  # --help, or a bad flag argparse has already reported in one line
+        return int(e.code or 0)
+    except Exception as e:  # noqa: BLE001 - any bad flag or config file: one line, exit 2
+        print(f"mnist-tfx serve: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+              file=sys.stderr)
         return 2
     if options.display_version:
         print(version_text())
         return 0
+    _raise_open_files_limit()
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     server = ModelServer(options, extra_routes)

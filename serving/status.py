@@ -8,6 +8,14 @@ from __future__ import annotations
 
 import enum
 
+MAX_ECHO_CHARS = 256  # of a client-supplied string quoted in an error
+MAX_ERROR_CHARS = 4096  # of any error message sent to a client
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """A client-supplied string shortened for an error message: its first `limit` chars + "..."."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
 
 class Code(enum.IntEnum):
     """tensorflow::error::Code (numerically equal to gRPC status codes)."""
@@ -57,6 +65,7 @@ class ServingError(Exception):
     """A failed serving call: a canonical code and TF Serving's message."""
 
     def __init__(self, code: Code, message: str) -> None:
+        message = clip(message, MAX_ERROR_CHARS)
         super().__init__(message)
         self.code = Code(code)
         self.message = message

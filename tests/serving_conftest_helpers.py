@@ -72,11 +72,14 @@ def wait_until_ready(rest_url: str, model: str, timeout: float = 120.0) -> None:
 @contextlib.contextmanager
 def serve_in_process(config_text: str, poll_seconds: float = 1.0,
                      batching_parameters: str | None = None,
-                     max_request_bytes: int | None = None, **overrides) -> Iterator[RunningServer]:
+                     **overrides) -> Iterator[RunningServer]:
     """Our ModelServer in this process on free loopback ports, with the flags the real one gets
     in `serve_tf_serving` (labels on unavailable versions allowed, Prometheus on); `overrides`
-    sets other ServerOptions fields."""
+    sets other ServerOptions fields, or Limits fields (`max_request_bytes=...`)."""
+    import dataclasses
+
     from cli.serve import rest_plug_ins
+    from serving.limits import Limits
     from serving.model_config import parse_model_server_config
     from serving.monitoring_config import DEFAULT_PROMETHEUS_PATH
     from serving.server import ModelServer, ServerOptions
@@ -85,10 +88,9 @@ def serve_in_process(config_text: str, poll_seconds: float = 1.0,
         models=parse_model_server_config(config_text), port=free_port(),
         rest_api_port=free_port(), file_system_poll_wait_seconds=poll_seconds,
         batching_parameters_text=batching_parameters,
+        limits=Limits(**{k: overrides.pop(k) for k in [f.name for f in dataclasses.fields(Limits)] if k in overrides}),
         **{"allow_version_labels_for_unavailable_models": True,
            "prometheus_path": DEFAULT_PROMETHEUS_PATH, **overrides})
-    if max_request_bytes is not None:
-        options.max_request_bytes = max_request_bytes
     server = ModelServer(options, extra_routes=rest_plug_ins())  # as `mnist-tfx serve` does
     server.start()
     try:

@@ -14,6 +14,7 @@ import pytest
 from serving.batching import BatchingParameters, parse_batching_parameters
 from cli.predict import main as predict_main
 from serving.client import RestClient
+from serving.limits import grpc_arguments
 from serving.model_config import LoadRetries, ModelConfig
 from serving.server import main as serve_main
 from serving.server import parse_args
@@ -64,8 +65,8 @@ def test_config_and_service_flags(tmp_path):
     assert options.load_retries == LoadRetries(1, 500)
     assert options.prometheus_path == "/metrics"
     assert options.grpc_socket_path == "/tmp/s.sock"
-    assert options.grpc_channel_arguments == (("grpc.max_connection_age_ms", 2000),
-                                              ("grpc.lb_policy_name", "grpclb"))
+    arguments = grpc_arguments(options.limits.grpc_channel_arguments)
+    assert (arguments["grpc.max_connection_age_ms"], arguments["grpc.lb_policy_name"]) == (2000, "grpclb")
     assert options.grpc_max_threads == 3
     assert options.enable_grpc_healthcheck_service and options.rest_api_enable_cors_support
     assert (options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism) == (2, 0)

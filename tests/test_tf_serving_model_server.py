@@ -79,7 +79,7 @@ class Server:
 def server_command(kind: str) -> list[str]:
     if kind == TF_SERVING_BINARY:
         return [shutil.which(TF_SERVING_BINARY)]
-    return [sys.executable, "-m", "pipeline.cli", "serve"]
+    return [sys.executable, "-m", "cli.main", "serve"]
 
 
 def wait_until_serving(server: Server, timeout: float = 240.0) -> None:
