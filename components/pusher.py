@@ -70,6 +70,8 @@ def remove_stale_staging(base: Path) -> list[Path]:
     removed = []
     for staging in base.glob(f"{STAGING_PREFIX}*"):
         match = _STAGING_NAME.fullmatch(staging.name)
+        if staging.is_symlink() or not staging.is_dir():
+            continue  # never made by a push
         if match and locks.pid_alive(int(match["pid"])) and int(match["pid"]) != os.getpid():
             continue
         shutil.rmtree(staging, ignore_errors=True)
