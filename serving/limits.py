@@ -212,9 +212,15 @@ class RateLimitFilter(logging.Filter):
         return True
 
 
-def rate_limit_logs(interval: float = 10.0) -> RateLimitFilter:
-    """Installs one RateLimitFilter on the root logger's handlers (so on every logger's records)."""
-    log_filter = RateLimitFilter(interval)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(log_filter)
-    return log_filter
+def configure_rate_limited_logging(fmt: str, interval: float = 10.0) -> None:
+    """`logging.basicConfig(level=INFO, format=fmt)` with a RateLimitFilter on the handler it adds,
+    so an abusive client cannot flood the log. A process that already configured logging (an
+    embedding application, a test runner) keeps its own handlers, untouched."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(RateLimitFilter(interval))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)

@@ -21,7 +21,7 @@ from serving.batching import Batcher, parse_batching_parameters
 from serving.config_poller import ConfigFilePoller
 from serving.core import ServingCore
 from serving.grpc_services import add_services
-from serving.limits import InFlightLimiter, grpc_arguments, rate_limit_logs
+from serving.limits import InFlightLimiter, configure_rate_limited_logging, grpc_arguments
 from serving.metrics import Metrics
 from serving.model_manager import ModelManager
 from serving.options import DEFAULT_MODEL_NAME, ServerOptions, parse_args, version_text
@@ -173,8 +173,7 @@ def main(argv: list[str], default_model_base_path: str, default_model_name: str 
          extra_routes: Iterable[AddRoutes] = ()) -> int:
     """Serves until SIGINT/SIGTERM; returns the exit code. The entry point supplies its defaults
     and plug-ins (`extra_routes`: REST routes of its own, such as a page)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rate_limit_logs()
+    configure_rate_limited_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         options = parse_args(argv, default_model_base_path, default_model_name)
     except SystemExit as e:  # --help, or a bad flag argparse has already reported in one line
