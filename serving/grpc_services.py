@@ -16,9 +16,9 @@ Response = TypeVar("Response")
 
 
 def _call(core: ServingCore, metrics: Metrics, api: str, fn: Callable[[Request], Response],
-          request: Request, context: grpc.ServicerContext) -> Response:
+          request: Request, context: grpc.ServicerContext, name: str | None = None) -> Response:
     """Runs one core call; a ServingError becomes the gRPC status with the same code."""
-    name = request.model_spec.name
+    name = request.model_spec.name if name is None else name
     label = name if name in core.manager.model_names else "<unknown>"
     with metrics.track(label, api, "GRPC") as outcome:
         try:
@@ -29,14 +29,15 @@ def _call(core: ServingCore, metrics: Metrics, api: str, fn: Callable[[Request],
         except Exception as e:  # noqa: BLE001 - report, never crash the server
             outcome.status = Code.INTERNAL.name
             context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {e}")
-        spec = getattr(response, "model_spec", None)
+        spec = getattr(response, "model_spec", None) or (
+            response.results[0].model_spec if getattr(response, "results", None) else None)
         if spec is not None and spec.HasField("version"):
             outcome.version = str(spec.version.value)
         return response
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict, Classify, Regress and GetModelMetadata."""
+    """Predict, Classify, Regress, MultiInference and GetModelMetadata."""
 
     def __init__(self, core: ServingCore, metrics: Metrics) -> None:
         self._core, self._metrics = core, metrics
@@ -49,6 +50,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Regress(self, request, context):  # noqa: N802
         return _call(self._core, self._metrics, "regress", self._core.regress, request, context)
+
+    def MultiInference(self, request, context):  # noqa: N802
+        name = request.tasks[0].model_spec.name if request.tasks else ""
+        return _call(self._core, self._metrics, "multi_inference", self._core.multi_inference,
+                     request, context, name)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         return _call(self._core, self._metrics, "metadata", self._core.get_model_metadata,

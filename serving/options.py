@@ -35,6 +35,7 @@ class ModelConfig:
 
 
 DEFAULT_MODEL_NAME = "mnist"
+DEFAULT_SAVED_MODEL_TAGS = "serve"  # tensorflow::kSavedModelTagServe
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
@@ -51,6 +52,11 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000
     rest_api_num_threads: int = max(16, 4 * (os.cpu_count() or 1))
     max_request_bytes: int = MAX_REQUEST_BYTES
+    # Loading, warmup and per-model batching (TF Serving's flags of the same names).
+    saved_model_tags: tuple[str, ...] = (DEFAULT_SAVED_MODEL_TAGS,)
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
+    enable_per_model_batching_parameters: bool = False
 
 
 def _bool_flag(text: str) -> bool:
@@ -82,12 +88,25 @@ def build_parser(default_model_base_path: str) -> argparse.ArgumentParser:
     parser.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False,
                         help="merge concurrent requests into batches")
     parser.add_argument("--batching_parameters_file", default="",
-                        help="text-format BatchingParameters: max_batch_size, "
-                             "batch_timeout_micros, num_batch_threads")
+                        help="text-format BatchingParameters (every TF Serving field)")
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
                         help="REST request timeout (default 30000; <= 0: none)")
     parser.add_argument("--rest_api_num_threads", type=int, default=ServerOptions.rest_api_num_threads,
                         help="threads running REST and gRPC requests")
+    # --- loading, warmup and per-model batching flags (one block; keep together) ---
+    parser.add_argument("--saved_model_tags", default=DEFAULT_SAVED_MODEL_TAGS,
+                        help="comma-separated tag set of the MetaGraphDef to load "
+                             f"(default {DEFAULT_SAVED_MODEL_TAGS})")
+    parser.add_argument("--enable_model_warmup", type=_bool_flag, nargs="?", const=True, default=True,
+                        help="replay assets.extra/tf_serving_warmup_requests before a version "
+                             "serves (default true)")
+    parser.add_argument("--num_request_iterations_for_warmup", type=int, default=1,
+                        help="times each warmup record runs (default 1; used only if > 0)")
+    parser.add_argument("--enable_per_model_batching_parameters", type=_bool_flag, nargs="?",
+                        const=True, default=False,
+                        help="with --enable_batching, batch a model only with the "
+                             "batching_params.pbtxt in its version directory")
+    # --- end of loading, warmup and per-model batching flags ---
     return parser
 
 
@@ -116,4 +135,8 @@ def parse_args(argv: list[str], default_model_base_path: str) -> ServerOptions:
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         batching_parameters_text=batching_text,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
-        rest_api_num_threads=args.rest_api_num_threads)
+        rest_api_num_threads=args.rest_api_num_threads,
+        saved_model_tags=tuple(args.saved_model_tags.split(",")),
+        enable_model_warmup=args.enable_model_warmup,
+        num_request_iterations_for_warmup=max(args.num_request_iterations_for_warmup, 1),
+        enable_per_model_batching_parameters=args.enable_per_model_batching_parameters)

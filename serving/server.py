@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from aiohttp import web
 
-from serving.batching import Batcher, parse_batching_parameters
+from serving.batching import BATCHING_PARAMS_FILENAME, Batcher, BatchingParameters, parse_batching_parameters
 from serving.core import ServingCore
 from serving.grpc_services import add_services
 from serving.metrics import Metrics
@@ -24,6 +25,8 @@ from serving.model_manager import ModelManager
 from serving.options import ServerOptions, parse_args
 from serving.rest import create_app
 from serving.servable import Servable
+from serving.status import Code, ServingError
+from serving.warmup import run_warmup
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +36,43 @@ class ModelServer:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self.metrics = Metrics()
-        self._batcher = (Batcher(parse_batching_parameters(options.batching_parameters_text))
-                         if options.batching_parameters_text is not None else None)
-        self.manager = ModelManager(options.models, Servable, options.file_system_poll_wait_seconds)
+        self._batching = (parse_batching_parameters(options.batching_parameters_text)
+                          if options.batching_parameters_text is not None else None)
+        self._batcher = Batcher(self._batching) if self._batching is not None else None
+        self.manager = ModelManager(options.models, self._load, options.file_system_poll_wait_seconds)
         self.core = ServingCore(self.manager, self._batcher)
         self._executor = ThreadPoolExecutor(options.rest_api_num_threads, thread_name_prefix="rest")
         self._grpc: grpc.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
+
+    def _batching_for(self, path: str) -> BatchingParameters | None:
+        """The version's batching: the server's, or with --enable_per_model_batching_parameters
+        only its own batching_params.pbtxt (none: not batched), as TF Serving."""
+        if self._batching is None or not self.options.enable_per_model_batching_parameters:
+            return self._batching
+        own = os.path.join(path, BATCHING_PARAMS_FILENAME)
+        if not os.path.exists(own):
+            return None
+        try:
+            with open(own) as f:
+                return parse_batching_parameters(f.read())
+        except (OSError, ValueError) as e:
+            raise ServingError(Code.INVALID_ARGUMENT, f"{own}: {e}") from e
+
+    def _load(self, name: str, version: int, path: str) -> Servable:
+        """Loads a version into its session, then replays its warmup requests (the version
+        becomes AVAILABLE only after both succeed)."""
+        servable = Servable(name, version, path, tags=self.options.saved_model_tags,
+                            batching=self._batching_for(path))
+        if self.options.enable_model_warmup:
+            try:
+                run_warmup(self.core, servable, self.options.num_request_iterations_for_warmup, self.metrics)
+            except Exception:
+                servable.close()
+                raise
+        return servable
 
     @property
     def grpc_address(self) -> str:
