@@ -17,6 +17,7 @@ session_bundle_config_pb2), so every field TF Serving knows is accepted.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import re
 import threading
@@ -25,8 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Mapping
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, text_format, wrappers_pb2
-from google.protobuf import message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 
 from serving.status import Code, ServingError
 
@@ -119,7 +119,7 @@ class BatchingParameters:
         sizes = self.allowed_batch_sizes
         if not sizes:
             return
-        if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] <= 0:
+        if any(b <= a for a, b in itertools.pairwise(sizes)) or sizes[0] <= 0:
             raise ValueError("allowed_batch_sizes entries must be monotonically increasing")
         if not self.enable_large_batch_splitting:
             if sizes[-1] != self.max_batch_size:

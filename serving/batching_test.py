@@ -62,8 +62,8 @@ def test_every_batching_parameters_field_is_accepted(caplog):
     ("max_batch_size: 4 allowed_batch_sizes: [2, 2, 4]", "must be monotonically increasing"),
     ("max_batch_size: 8 allowed_batch_sizes: [2, 4]",
      "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"),
-    ("max_batch_size: 8 enable_large_batch_splitting: true max_execution_batch_size: 4 "
-     "allowed_batch_sizes: [2]", "must be equal to max_execution_batch_size; last entry was 2; expected 4"),
+    ("max_batch_size: 8 enable_large_batch_splitting: true max_execution_batch_size: 4 allowed_batch_sizes: [2]",
+     "must be equal to max_execution_batch_size; last entry was 2; expected 4"),
     ("max_batch_size: 4 enable_large_batch_splitting: true max_execution_batch_size: 8",
      "must be less than or equal to max_batch_size"),
 ])

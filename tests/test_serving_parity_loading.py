@@ -55,6 +55,7 @@ def build_counter_model(path: Path, tags: tuple[str, ...] = COUNTER_TAGS) -> Non
 
 def warmup_records(iterations_of_each_kind: int = 1) -> list[bytes]:
     """PredictionLogs of every kind TF Serving replays; each increments the counter once."""
+    import tensorflow as tf
     from tensorflow_serving.apis import (
         classification_pb2,
         inference_pb2,
@@ -62,7 +63,6 @@ def warmup_records(iterations_of_each_kind: int = 1) -> list[bytes]:
         prediction_log_pb2,
         regression_pb2,
     )
-    import tensorflow as tf
 
     def with_example(request_input) -> None:
         request_input.example_list.examples.add().features.feature["f"].float_list.value.append(1.0)
