@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
-from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2, trackable_object_graph_pb2
 
 from serving.batching import BatchingParameters
 from serving.json_tensor import dtype_string
@@ -28,6 +28,11 @@ from serving.status import Code, ServingError
 
 SERVE_TAG = "serve"
 DEFAULT_TAGS = (SERVE_TAG,)
+
+# Session callables kept per version: one per (feeds, fetches) set, whose names are sorted so that
+# a client's output_filter order cannot make new ones; past this many (inputs with defaults give
+# subsets), a callable is made for the request and dropped after it.
+MAX_CACHED_CALLABLES = 256
 
 # (signature, inputs) -> outputs; the batcher wraps this when batching is enabled.
 RunFn = Callable[[str, Mapping[str, np.ndarray]], dict[str, np.ndarray]]
@@ -65,6 +70,42 @@ def read_meta_graph(path: str, tags: Sequence[str] = DEFAULT_TAGS) -> meta_graph
                        f"SavedModel CLI: `saved_model_cli`")
 
 
+def restore_variables_by_name(session: tf.compat.v1.Session, path: str) -> int:
+    """Restores resource variables the SavedModel's restore op left uninitialized, by name, from
+    its checkpoint; returns how many.
+
+    A Keras 3 model saved with `tf.saved_model.save` (as the pushed MNIST model is) has signature
+    functions that capture its variables under their Keras names (`CNN_Basic/dense/bias`) while
+    the checkpoint's restore op fills separate copies (`Variable_N`), so a plain TF1-style load
+    (TF Serving's too) answers `Could not find variable CNN_Basic/dense/bias`. The checkpoint's
+    object graph names every saved variable (`full_name`), which is enough to fill the captured
+    ones. Models that load completely are untouched.
+    """
+    graph = session.graph
+    handles = [op for op in graph.get_operations() if op.type == "VarHandleOp"]
+    if not handles:
+        return 0
+    initialized = session.run([tf.raw_ops.VarIsInitializedOp(resource=op.outputs[0]) for op in handles])
+    missing = [op for op, ok in zip(handles, initialized) if not ok]
+    if not missing:
+        return 0
+    prefix = os.path.join(path, "variables", "variables")
+    reader = tf.train.load_checkpoint(prefix)
+    objects = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
+        reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    keys = {a.full_name: a.checkpoint_key for node in objects.nodes for a in node.attributes
+            if a.name == "VARIABLE_VALUE"}
+    found = [op for op in missing if op.get_attr("shared_name").decode() in keys]
+    if not found:
+        return 0
+    values = tf.raw_ops.RestoreV2(prefix=prefix,
+                                  tensor_names=[keys[op.get_attr("shared_name").decode()] for op in found],
+                                  shape_and_slices=[""] * len(found), dtypes=[op.get_attr("dtype") for op in found])
+    session.run([tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value)
+                 for op, value in zip(found, values)])
+    return len(found)
+
+
 def error_from_tf(e: Exception) -> ServingError:
     """A TensorFlow exception as a ServingError, keeping TensorFlow's code."""
     if isinstance(e, ServingError):
@@ -96,6 +137,7 @@ class Servable:
             with self._graph.as_default(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the v1 loader's deprecation notice
                 self.meta_graph = tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
+                restore_variables_by_name(self._session, path)
         except Exception as e:  # noqa: BLE001 - any load failure becomes the version's status
             self._session.close()
             raise error_from_tf(e) from e
@@ -117,7 +159,8 @@ class Servable:
                         function = self._session._make_callable_from_options(options)  # noqa: SLF001
                     except Exception as e:  # noqa: BLE001 - e.g. a signature naming a missing tensor
                         raise error_from_tf(e) from e
-                    self._callables[key] = function
+                    if len(self._callables) < MAX_CACHED_CALLABLES:
+                        self._callables[key] = function
         return function
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
@@ -136,24 +179,23 @@ class Servable:
                                    f"{dtype_string(got.as_datatype_enum)} is provided")
             arrays.append(array)
         keys = list(output_keys or signature.outputs)
-        function = self._callable(tuple(signature.inputs[a].name for a in aliases),
-                                  tuple(signature.outputs[k].name for k in keys))
+        fetches = tuple(sorted({signature.outputs[k].name for k in keys}))
+        function = self._callable(tuple(signature.inputs[a].name for a in aliases), fetches)
         try:
-            values = function(*arrays)
+            values = dict(zip(fetches, function(*arrays)))
         except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for bad inputs
             raise error_from_tf(e) from e
-        return {key: np.asarray(value) for key, value in zip(keys, values)}
+        return {key: np.asarray(values[signature.outputs[key].name]) for key in keys}
 
     def run_tensors(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> dict[str, np.ndarray]:
         """Runs the session on tensors by name (MultiInference's one shot over several signatures)."""
-        names = sorted(feeds)
+        names, fetch_names = sorted(feeds), tuple(sorted(set(fetches)))
+        function = self._callable(tuple(names), fetch_names)
         try:
-            values = self._callable(tuple(names), tuple(fetches))(*(feeds[n] for n in names))
-        except ServingError:
-            raise
+            values = function(*(feeds[n] for n in names))
         except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for bad inputs
             raise error_from_tf(e) from e
-        return {name: np.asarray(value) for name, value in zip(fetches, values)}
+        return {name: np.asarray(value) for name, value in zip(fetch_names, values)}
 
     def close(self) -> None:
         """Frees the session now (else when the last in-flight request drops its reference)."""

@@ -98,7 +98,7 @@ def write_warmup(version_dir: Path, records: list[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def serve(config_text: str, **options) -> Iterator[tuple[RunningServer, object]]:
+def serve_model(config_text: str, **options) -> Iterator[tuple[RunningServer, object]]:
     """Our ModelServer in this process on free loopback ports, with the given ServerOptions."""
     from serving.model_manager import parse_model_server_config
     from serving.server import ModelServer
@@ -136,7 +136,7 @@ def test_tf_servings_test_models_load_and_answer():
         f'config {{ name: "{name}" base_path: "{FIXTURES / directory}" model_platform: "tensorflow" '
         f'{"model_version_policy { all {} }" if name == "two_versions" else ""} }}'
         for name, directory in models.items()) + "}"
-    with serve(config) as (server, _):
+    with serve_model(config) as (server, _):
         def predict(path: str) -> list:
             got = requests.post(f"{server.rest}/v1/models/{path}:predict", json={"instances": [1.0, 2.0, 5.0]})
             assert got.status_code == 200, got.text
@@ -157,7 +157,7 @@ def test_tf_servings_test_models_load_and_answer():
 
 def test_reference_variables_load_and_keep_state_across_requests(tmp_path):
     build_counter_model(tmp_path / "counter" / "1")
-    with serve(single_model_config("counter", tmp_path / "counter")) as (server, _):
+    with serve_model(single_model_config("counter", tmp_path / "counter")) as (server, _):
         assert status(server, "counter")["state"] == "AVAILABLE"
         assert counter(server) == 0.0
         assert [counter(server, INCR) for _ in range(3)] == [1.0, 2.0, 3.0]
@@ -169,12 +169,12 @@ def test_reference_variables_load_and_keep_state_across_requests(tmp_path):
 
 def test_saved_model_tags_pick_the_meta_graph(tmp_path):
     build_counter_model(tmp_path / "counter" / "1", tags=("serve", "tpu"))
-    with serve(single_model_config("counter", tmp_path / "counter")) as (server, _):
+    with serve_model(single_model_config("counter", tmp_path / "counter")) as (server, _):
         got = status(server, "counter")
         assert got["state"] == "END"
         assert got["status"]["error_code"] == "NOT_FOUND"
         assert "Could not find meta graph def matching supplied tags: { serve }" in got["status"]["error_message"]
-    with serve(single_model_config("counter", tmp_path / "counter"), saved_model_tags=("tpu", "serve")) as (server, _):
+    with serve_model(single_model_config("counter", tmp_path / "counter"), saved_model_tags=("tpu", "serve")) as (server, _):
         assert status(server, "counter")["state"] == "AVAILABLE"
         assert counter(server, INCR) == 1.0
 
@@ -202,7 +202,7 @@ def test_warmup_replays_every_record_before_the_version_is_available(tmp_path, i
     build_counter_model(version)
     records = warmup_records(iterations_of_each_kind=2)  # 8 records, 4 kinds
     write_warmup(version, records)
-    with serve(single_model_config("counter", tmp_path / "counter"),
+    with serve_model(single_model_config("counter", tmp_path / "counter"),
                num_request_iterations_for_warmup=iterations) as (server, _):
         assert status(server, "counter")["state"] == "AVAILABLE"
         assert counter(server) == len(records) * iterations
@@ -215,7 +215,7 @@ def test_warmup_can_be_disabled(tmp_path):
     version = tmp_path / "counter" / "1"
     build_counter_model(version)
     write_warmup(version, warmup_records())
-    with serve(single_model_config("counter", tmp_path / "counter"), enable_model_warmup=False) as (server, _):
+    with serve_model(single_model_config("counter", tmp_path / "counter"), enable_model_warmup=False) as (server, _):
         assert counter(server) == 0.0
 
 
@@ -223,7 +223,7 @@ def _failing_warmup(tmp_path: Path, records: list[bytes], wording: str, code: st
     version = tmp_path / "counter" / "1"
     build_counter_model(version)
     write_warmup(version, records)
-    with serve(single_model_config("counter", tmp_path / "counter")) as (server, _):
+    with serve_model(single_model_config("counter", tmp_path / "counter")) as (server, _):
         got = status(server, "counter")
         assert got["state"] == "END", got
         assert got["status"]["error_code"] == code
@@ -252,7 +252,7 @@ def test_a_warmup_file_that_is_no_tfrecord_fails_the_load(tmp_path):
     build_counter_model(version)
     (version / "assets.extra").mkdir()
     (version / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"not a TFRecord file at all")
-    with serve(single_model_config("counter", tmp_path / "counter")) as (server, _):
+    with serve_model(single_model_config("counter", tmp_path / "counter")) as (server, _):
         got = status(server, "counter")
     assert got["state"] == "END" and got["status"]["error_code"] == "DATA_LOSS"
     assert "Please verify your warmup data is in TFRecord format." in got["status"]["error_message"]
@@ -276,9 +276,9 @@ def test_tf_servings_batching_config_and_per_model_batching_params(tmp_path):
     config = "model_config_list {" + "".join(
         f'config {{ name: "{n}" base_path: "{tmp_path / n}" model_platform: "tensorflow" }}'
         for n in ("own", "bad", "none")) + "}"
-    with serve(config, batching_parameters_text=common) as (server, model_server):
+    with serve_model(config, batching_parameters_text=common) as (server, model_server):
         assert model_server.manager.get_servable("own").batching == parse_batching_parameters(common)
-    with serve(config, batching_parameters_text=common, enable_per_model_batching_parameters=True) as (
+    with serve_model(config, batching_parameters_text=common, enable_per_model_batching_parameters=True) as (
             server, model_server):
         assert model_server.manager.get_servable("own").batching == parse_batching_parameters(own)
         assert model_server.manager.get_servable("none").batching is None
@@ -320,7 +320,7 @@ def multi_inference():
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     config = single_model_config("half", FIXTURES / "saved_model_half_plus_two_cpu")
-    with serve(config) as (server, _), grpc.insecure_channel(server.grpc) as channel:
+    with serve_model(config) as (server, _), grpc.insecure_channel(server.grpc) as channel:
         yield MultiInference(prediction_service_pb2_grpc.PredictionServiceStub(channel))
 
 
@@ -355,3 +355,45 @@ def test_multi_inference_errors_as_tf_serving(multi_inference, tasks, kwargs, co
         multi_inference(tasks, **kwargs)
     assert caught.value.code() == grpc.StatusCode[code]
     assert wording in caught.value.details()
+
+
+def test_session_callables_are_cached_per_feed_fetch_set_and_bounded(tmp_path, monkeypatch):
+    from serving import servable as servable_module
+
+    build_counter_model(tmp_path / "1")
+    model = servable_module.Servable("counter", 1, str(tmp_path / "1"))
+    x = {"x": np.array([0.0], np.float32)}
+    assert model.run(INCR, x)["counter"] == 1.0
+    assert model.run(INCR, x)["counter"] == 2.0
+    assert len(model._callables) == 1  # noqa: SLF001 - one callable for both runs
+    monkeypatch.setattr(servable_module, "MAX_CACHED_CALLABLES", 1)
+    assert model.run(GET, x)["counter"] == 2.0  # made, run and dropped: the cache is full
+    assert len(model._callables) == 1  # noqa: SLF001
+    model.close()
+
+
+def test_keras_3_model_saved_with_tf_saved_model_save_answers_as_in_process(tmp_path):
+    """A Keras 3 model in a tf.Module saved with tf.saved_model.save (the pushed MNIST model's
+    way): its signature captures variables the checkpoint's restore op does not fill; they are
+    restored by name and the answers equal `tf.saved_model.load`'s."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")], name="Tiny")
+    module = tf.Module()
+    module.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def serve(x):
+        return {"probabilities": model(x, training=False)}
+
+    tf.saved_model.save(module, str(tmp_path / "keras" / "1"), signatures={"serving_default": serve})
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    expected = tf.saved_model.load(str(tmp_path / "keras" / "1")).signatures["serving_default"](
+        x=tf.constant(x))["probabilities"].numpy()
+    with serve_model(single_model_config("keras", tmp_path / "keras")) as (server, _):
+        got = requests.post(f"{server.rest}/v1/models/keras:predict", json={"instances": x.tolist()})
+        assert got.status_code == 200, got.text
+    np.testing.assert_allclose(np.array(got.json()["predictions"], np.float32), expected, rtol=0, atol=1e-6)
