@@ -131,10 +131,12 @@ def main() -> None:
         image = {"instances": [np.full((28, 28), 128.0).tolist()]}
         results = {"half_plus_two_p50_ms": ab_p50(args.baseline, "half_plus_two", FIXTURE, {"instances": [1.0]},
                                                   args.rounds, args.per_round)}
+        print(json.dumps(results), flush=True)
         baseline_copy = Path(tmp) / "mnist_like_no_warmup_file"
         shutil.copytree(version.parent, baseline_copy)  # the baseline does not replay warmup anyway
         results["mnist_like_p50_ms"] = ab_p50(args.baseline, "mnist_like", baseline_copy, image,
                                               args.rounds, args.per_round)
+        print(json.dumps(results), flush=True)
         firsts: dict[str, list[float]] = {"with_warmup": [], "without_warmup": []}
         for _ in range(args.loads):  # interleaved
             firsts["with_warmup"].append(first_request(version.parent, image, True))
