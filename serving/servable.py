@@ -90,9 +90,11 @@ def restore_variables_by_name(session: tf.compat.v1.Session, path: str) -> int:
     if not missing:
         return 0
     prefix = os.path.join(path, "variables", "variables")
-    reader = tf.train.load_checkpoint(prefix)
-    objects = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
-        reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    try:
+        objects = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
+            tf.train.load_checkpoint(prefix).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except (tf.errors.OpError, ValueError):  # no checkpoint, or a TF1 one without an object graph
+        return 0
     keys = {a.full_name: a.checkpoint_key for node in objects.nodes for a in node.attributes
             if a.name == "VARIABLE_VALUE"}
     found = [op for op in missing if op.get_attr("shared_name").decode() in keys]
