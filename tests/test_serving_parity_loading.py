@@ -174,7 +174,8 @@ def test_saved_model_tags_pick_the_meta_graph(tmp_path):
         assert got["state"] == "END"
         assert got["status"]["error_code"] == "NOT_FOUND"
         assert "Could not find meta graph def matching supplied tags: { serve }" in got["status"]["error_message"]
-    with serve_model(single_model_config("counter", tmp_path / "counter"), saved_model_tags=("tpu", "serve")) as (server, _):
+    config = single_model_config("counter", tmp_path / "counter")
+    with serve_model(config, saved_model_tags=("tpu", "serve")) as (server, _):
         assert status(server, "counter")["state"] == "AVAILABLE"
         assert counter(server, INCR) == 1.0
 
