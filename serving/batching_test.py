@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
 import pytest
 
-from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
+from serving import batching
+from serving.batching import (
+    QUEUE_FULL_MESSAGE,
+    Batcher,
+    BatchingParameters,
+    pad_to,
+    parse_batching_parameters,
+)
+from serving.status import Code, ServingError
+from tests.serving_conftest_helpers import FIXTURES
 
 
 def test_parse_batching_parameters():
@@ -20,17 +30,50 @@ def test_parse_batching_parameters():
     assert parse_batching_parameters("") == BatchingParameters()
 
 
+def test_tf_servings_own_batching_config_parses():
+    text = (FIXTURES / "batching_config.txt").read_text()
+    assert parse_batching_parameters(text) == BatchingParameters(
+        max_batch_size=128, batch_timeout_micros=0, num_batch_threads=8, max_enqueued_batches=1000000)
+
+
+def test_every_batching_parameters_field_is_accepted(caplog):
+    text = """
+      max_batch_size { value: 8 } batch_timeout_micros { value: 10 } max_enqueued_batches { value: 3 }
+      num_batch_threads { value: 2 } thread_pool_name { value: "pool" }
+      allowed_batch_sizes: 2 allowed_batch_sizes: 4
+      pad_variable_length_inputs: true
+      enable_large_batch_splitting { value: true } max_execution_batch_size { value: 4 }
+    """
+    batching._ignored_logged.clear()  # noqa: SLF001 - logged once per process
+    with caplog.at_level("WARNING"):
+        params = parse_batching_parameters(text)
+    assert params == BatchingParameters(8, 10, 2, max_enqueued_batches=3, allowed_batch_sizes=(2, 4),
+                                        pad_variable_length_inputs=True, enable_large_batch_splitting=True,
+                                        max_execution_batch_size=4, thread_pool_name="pool")
+    assert params.execution_batch_size == 4
+    assert "Batching parameter thread_pool_name is accepted and ignored" in caplog.text
+
+
 @pytest.mark.parametrize("text, wording", [
-    ("max_enqueued_batches { value: 3 }", "Unsupported batching parameter"),
+    ("max_batches { value: 3 }", 'has no field named "max_batches"'),
     ("max_batch_size { value: 0 }", "must be positive"),
-    ("max_batch_size = 3", "Cannot parse"),
+    ("max_enqueued_batches { value: 0 }", "must be positive"),
+    ("max_batch_size = 3", "Error parsing text-format tensorflow.serving.BatchingParameters"),
+    ("max_batch_size: 4 allowed_batch_sizes: [2, 2, 4]", "must be monotonically increasing"),
+    ("max_batch_size: 8 allowed_batch_sizes: [2, 4]",
+     "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"),
+    ("max_batch_size: 8 enable_large_batch_splitting: true max_execution_batch_size: 4 allowed_batch_sizes: [2]",
+     "must be equal to max_execution_batch_size; last entry was 2; expected 4"),
+    ("max_batch_size: 4 enable_large_batch_splitting: true max_execution_batch_size: 8",
+     "must be less than or equal to max_batch_size"),
 ])
 def test_parse_batching_parameters_errors(text, wording):
-    with pytest.raises(ValueError, match=wording):
+    with pytest.raises(ValueError, match=re.escape(wording)):
         parse_batching_parameters(text)
 
 
 def run_concurrently(batcher: Batcher, requests: list[np.ndarray], run) -> list:
+    """Sends the requests at once from one thread each; results (or exceptions) in order."""
     results: list = [None] * len(requests)
     barrier = threading.Barrier(len(requests))
 
@@ -108,3 +151,106 @@ def test_unbatchable_inputs_run_directly():
     finally:
         batcher.close()
     assert out["y"] == 4
+
+
+def test_full_queue_answers_unavailable_at_once():
+    """max_enqueued_batches=1 with the only batch thread busy: the queue holds one waiting batch,
+    and a request needing another is refused at once (TF Serving's message), not queued."""
+    started, release = threading.Event(), threading.Event()
+
+    def run(inputs):
+        started.set()
+        release.wait(30)
+        return {"y": inputs["x"]}
+
+    batcher = Batcher(BatchingParameters(max_batch_size=1, num_batch_threads=1, max_enqueued_batches=1))
+    threads, results = [], {}
+    try:
+        def client(i):
+            try:
+                results[i] = batcher.run("k", {"x": np.array([float(i)])}, run)
+            except ServingError as e:
+                results[i] = e
+
+        threads.append(threading.Thread(target=client, args=(0,)))
+        threads[0].start()
+        assert started.wait(30)  # request 0 runs and holds the batch thread
+        threads.append(threading.Thread(target=client, args=(1,)))
+        threads[1].start()
+        deadline = threading.Event()
+        while not batcher._queues or not any(q.waiting for q in batcher._queues.values()):  # noqa: SLF001
+            deadline.wait(0.01)  # request 1's batch is enqueued behind it
+        with pytest.raises(ServingError) as refused:
+            batcher.run("k", {"x": np.array([2.0])}, run)
+        assert refused.value.code == Code.UNAVAILABLE and refused.value.message == QUEUE_FULL_MESSAGE
+    finally:
+        release.set()
+        for t in threads:
+            t.join(30)
+        batcher.close()
+    np.testing.assert_array_equal(results[0]["y"], [0.0])
+    np.testing.assert_array_equal(results[1]["y"], [1.0])
+
+
+def test_request_over_max_batch_size_is_refused():
+    batcher = Batcher(BatchingParameters(max_batch_size=4))
+    try:
+        with pytest.raises(ServingError, match="Task size 5 is larger than maximum input batch size 4"):
+            batcher.run("k", {"x": np.zeros((5, 1))}, lambda inputs: {"y": inputs["x"]})
+    finally:
+        batcher.close()
+
+
+def test_batches_are_padded_to_the_next_allowed_size():
+    seen = []
+
+    def run(inputs):
+        seen.append(inputs["x"].copy())
+        return {"y": inputs["x"] * 10}
+
+    batcher = Batcher(BatchingParameters(max_batch_size=8, allowed_batch_sizes=(4, 8)))
+    try:
+        out = batcher.run("k", {"x": np.array([[1.0], [2.0], [3.0]])}, run)
+    finally:
+        batcher.close()
+    np.testing.assert_array_equal(out["y"], [[10.0], [20.0], [30.0]])  # the padding row is cut off
+    np.testing.assert_array_equal(seen[0], [[1.0], [2.0], [3.0], [1.0]])  # padded with the first row
+
+
+def test_large_batches_are_split_into_execution_sized_batches():
+    sizes = []
+
+    def run(inputs):
+        sizes.append(len(inputs["x"]))
+        return {"y": inputs["x"] + 1}
+
+    batcher = Batcher(BatchingParameters(max_batch_size=10, enable_large_batch_splitting=True,
+                                         max_execution_batch_size=4))
+    try:
+        out = batcher.run("k", {"x": np.arange(10.0)}, run)
+    finally:
+        batcher.close()
+    np.testing.assert_array_equal(out["y"], np.arange(10.0) + 1)
+    assert sizes == [4, 4, 2]
+
+
+def test_variable_length_inputs_are_padded_into_one_batch():
+    shapes = []
+
+    def run(inputs):
+        shapes.append(inputs["x"].shape)
+        return {"y": inputs["x"].sum(axis=1)}
+
+    batcher = Batcher(BatchingParameters(max_batch_size=2, batch_timeout_micros=2_000_000,
+                                         pad_variable_length_inputs=True))
+    try:
+        results = run_concurrently(batcher, [np.array([[1, 2, 3]]), np.array([[5]])], run)
+    finally:
+        batcher.close()
+    assert shapes == [(2, 3)]  # one batch; the short row padded with its first element
+    assert sorted(int(r["y"][0]) for r in results) == [6, 15]
+
+
+def test_pad_to_pads_strings_with_the_first_element():
+    padded = pad_to(np.array([[b"a", b"b"]], dtype=object), (3,))
+    assert padded.tolist() == [[b"a", b"b", b"a"]]

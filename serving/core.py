@@ -1,9 +1,11 @@
-"""The serving core: Predict, Classify, Regress, GetModelMetadata and GetModelStatus on
-tensorflow_serving request/response protos.
+"""The serving core: Predict, Classify, Regress, MultiInference, GetModelMetadata and
+GetModelStatus on tensorflow_serving request/response protos.
 
 REST and gRPC both end here, so they cannot drift. Semantics and error wording follow
-TF Serving's predict_util.cc, classifier.cc, regressor.cc, get_model_metadata_impl.cc and
-get_model_status_impl.cc (with the signature method-name check off, TF Serving's default).
+TF Serving's predict_util.cc, classifier.cc, regressor.cc, multi_inference.cc,
+get_model_metadata_impl.cc and get_model_status_impl.cc (with the signature method-name check
+off, TF Serving's default). The inference calls take an optional servable so that warmup can
+replay requests on a version before it is AVAILABLE.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     input_pb2,
     model_pb2,
     predict_pb2,
@@ -36,6 +39,7 @@ DEFAULT_SIGNATURE = "serving_default"
 SIGNATURE_DEF_FIELD = "signature_def"
 CLASSIFY_INPUTS, CLASSIFY_CLASSES, CLASSIFY_SCORES = "inputs", "classes", "scores"
 REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
+CLASSIFY_METHOD, REGRESS_METHOD = "tensorflow/serving/classify", "tensorflow/serving/regress"
 
 
 def _set_model_spec(spec: model_pb2.ModelSpec, servable: Servable, signature: str) -> None:
@@ -80,6 +84,8 @@ class ServingCore:
 
     def servable(self, spec: model_pb2.ModelSpec) -> Servable:
         """The servable a ModelSpec names (a version, a label, or the latest)."""
+        if not spec.name:
+            raise ServingError(Code.INVALID_ARGUMENT, "ModelSpec has no name specified.")
         choice = spec.WhichOneof("version_choice")
         return self.manager.get_servable(
             spec.name,
@@ -102,28 +108,30 @@ class ServingCore:
             return servable.run(signature, batch, output_keys)
 
         check_deadline(deadline)
-        if self._batcher is None:
+        if self._batcher is None or servable.batching is None:
             outputs = run(inputs)
         else:
             key = (servable.name, servable.version, id(servable), signature, tuple(output_keys))
-            outputs = self._batcher.run(key, inputs, run)
+            outputs = self._batcher.run(key, inputs, run, servable.batching)
         check_deadline(deadline)
         return outputs
 
     # ------------------------------------------------------------- predict
 
     def predict(self, request: predict_pb2.PredictRequest,
-                deadline: Deadline | None = None) -> predict_pb2.PredictResponse:
+                deadline: Deadline | None = None,
+                servable: Servable | None = None) -> predict_pb2.PredictResponse:
         response = predict_pb2.PredictResponse()
-        for alias, array in self.predict_arrays(request, response.model_spec, deadline).items():
+        for alias, array in self.predict_arrays(request, response.model_spec, deadline, servable).items():
             response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
         return response
 
     def predict_arrays(self, request: predict_pb2.PredictRequest, response_spec: model_pb2.ModelSpec,
-                       deadline: Deadline | None = None) -> dict[str, np.ndarray]:
+                       deadline: Deadline | None = None,
+                       servable: Servable | None = None) -> dict[str, np.ndarray]:
         """Predict with the outputs as arrays (REST writes them as JSON: no proto round trip);
         fills ``response_spec`` with the servable and signature that answered."""
-        servable = self.servable(request.model_spec)
+        servable = servable or self.servable(request.model_spec)
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
             raise ServingError(Code.FAILED_PRECONDITION,
@@ -172,35 +180,20 @@ class ServingCore:
 
     # ------------------------------------------------- classify / regress
 
-    def _example_signature(self, spec: model_pb2.ModelSpec) -> tuple[Servable, str,
-                                                                      meta_graph_pb2.SignatureDef]:
-        servable = self.servable(spec)
+    def _example_signature(self, spec: model_pb2.ModelSpec, servable: Servable | None,
+                           ) -> tuple[Servable, str, meta_graph_pb2.SignatureDef]:
+        servable = servable or self.servable(spec)
         name = spec.signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
             raise ServingError(Code.INVALID_ARGUMENT,
                                f"No signature was found with the name: {clip(name)}")
-        signature = servable.signature_defs[name]
-        if len(signature.inputs) != 1:
-            raise ServingError(Code.INVALID_ARGUMENT, "Expected one input Tensor.")
-        return servable, name, signature
+        return servable, name, servable.signature_defs[name]
 
     def classify(self, request: classification_pb2.ClassificationRequest,
-                 deadline: Deadline | None = None) -> classification_pb2.ClassificationResponse:
-        servable, name, signature = self._example_signature(request.model_spec)
-        if len(signature.outputs) not in (1, 2):
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expected one or two output Tensors, found {len(signature.outputs)}")
-        if CLASSIFY_INPUTS not in signature.inputs:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"No classification inputs found in SignatureDef: "
-                               f"{_signature_debug(signature)}")
-        keys = [k for k in (CLASSIFY_CLASSES, CLASSIFY_SCORES) if k in signature.outputs]
-        if not keys:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"Expected classification signature outputs to contain at least one of "
-                f"\"{CLASSIFY_CLASSES}\" or \"{CLASSIFY_SCORES}\". Signature was: "
-                f"{_signature_debug(signature)}")
+                 deadline: Deadline | None = None,
+                 servable: Servable | None = None) -> classification_pb2.ClassificationResponse:
+        servable, name, signature = self._example_signature(request.model_spec, servable)
+        keys = classification_outputs(signature)
         examples = serialized_examples(request.input, self.limits)
         outputs = self._run(servable, name, {CLASSIFY_INPUTS: examples}, keys, deadline)
         response = classification_pb2.ClassificationResponse()
@@ -210,38 +203,73 @@ class ServingCore:
         return response
 
     def regress(self, request: regression_pb2.RegressionRequest,
-                deadline: Deadline | None = None) -> regression_pb2.RegressionResponse:
-        servable, name, signature = self._example_signature(request.model_spec)
-        if len(signature.outputs) != 1:
-            raise ServingError(Code.INVALID_ARGUMENT, "Expected one output Tensor.")
-        if REGRESS_INPUTS not in signature.inputs:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"No regression inputs found in SignatureDef: "
-                               f"{_signature_debug(signature)}")
-        if REGRESS_OUTPUTS not in signature.outputs:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"No regression outputs found in SignatureDef: "
-                               f"{_signature_debug(signature)}")
+                deadline: Deadline | None = None,
+                servable: Servable | None = None) -> regression_pb2.RegressionResponse:
+        servable, name, signature = self._example_signature(request.model_spec, servable)
+        check_regression_signature(signature)
         examples = serialized_examples(request.input, self.limits)
         values = self._run(servable, name, {REGRESS_INPUTS: examples}, [REGRESS_OUTPUTS],
                            deadline)[REGRESS_OUTPUTS]
-        n = len(examples)
-        if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expected output Tensor shape to be either [batch_size] or "
-                               f"[batch_size, 1] but got {list(values.shape)}")
-        if values.shape[0] != n:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Input batch size did not match output batch size: {n} vs. "
-                               f"{values.shape[0]}")
-        if values.dtype != np.float32:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expected output Tensor of DT_FLOAT.  Got: "
-                               f"{types_pb2.DataType.Name(tf.as_dtype(values.dtype).as_datatype_enum)}")
         response = regression_pb2.RegressionResponse()
         _set_model_spec(response.model_spec, servable, name)
-        for value in values.reshape(n):
-            response.result.regressions.add(value=float(value))
+        _fill_regressions(len(examples), values, response.result)
+        return response
+
+    def multi_inference(self, request: inference_pb2.MultiInferenceRequest,
+                        deadline: Deadline | None = None,
+                        servable: Servable | None = None) -> inference_pb2.MultiInferenceResponse:
+        """Classify and regress tasks of one model on one set of examples, in one session run
+        (TF Serving's TensorFlowMultiInferenceRunner); not batched, as there."""
+        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        servable = servable or self.servable(spec)
+        model_name, input_tensor = "", ""
+        names: list[str] = []
+        fetches: set[str] = set()
+        for task in request.tasks:
+            if not task.model_spec.name:
+                raise ServingError(Code.INVALID_ARGUMENT, "Found ModelSpec with an empty model name.")
+            if model_name and task.model_spec.name != model_name:
+                raise ServingError(Code.INVALID_ARGUMENT, "All ModelSpecs in a MultiInferenceRequest "
+                                                          "must access the same model name.")
+            model_name = task.model_spec.name
+            name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if name in names:
+                raise ServingError(Code.INVALID_ARGUMENT, f"Duplicate evaluation of signature: {clip(name)}")
+            names.append(name)
+            signature = servable.signature_defs.get(name)
+            if signature is None:
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   f"Requested signature not found in model graph: {clip(name)}")
+            if task.method_name == CLASSIFY_METHOD:
+                aliases = classification_outputs(signature)
+                tensor = signature.inputs[CLASSIFY_INPUTS].name
+            elif task.method_name == REGRESS_METHOD:
+                check_regression_signature(signature)
+                aliases = [REGRESS_OUTPUTS]
+                tensor = signature.inputs[REGRESS_INPUTS].name
+            else:
+                raise ServingError(Code.UNIMPLEMENTED,
+                                   f"Unsupported signature method_name: {clip(task.method_name)}")
+            if input_tensor and tensor != input_tensor:
+                raise ServingError(Code.INVALID_ARGUMENT, "Input tensor must be the same for all Signatures.")
+            input_tensor = tensor
+            fetches.update(signature.outputs[alias].name for alias in aliases)
+        examples = serialized_examples(request.input, self.limits)
+        check_deadline(deadline)
+        outputs = servable.run_tensors({input_tensor: examples}, sorted(fetches))
+        check_deadline(deadline)
+        response = inference_pb2.MultiInferenceResponse()
+        for task, name in zip(request.tasks, names):
+            signature = servable.signature_defs[name]
+            result = response.results.add()
+            if task.method_name == CLASSIFY_METHOD:
+                by_alias = {a: outputs[signature.outputs[a].name] for a in classification_outputs(signature)}
+                _fill_classifications(len(examples), by_alias.get(CLASSIFY_CLASSES),
+                                      by_alias.get(CLASSIFY_SCORES), result.classification_result)
+            else:
+                _fill_regressions(len(examples), outputs[signature.outputs[REGRESS_OUTPUTS].name],
+                                  result.regression_result)
+            _set_model_spec(result.model_spec, servable, name)
         return response
 
     # ------------------------------------------------- metadata and status
@@ -289,6 +317,57 @@ def _add_version_status(response: get_model_status_pb2.GetModelStatusResponse,
     entry = response.model_version_status.add(version=version, state=status.state)
     entry.status.error_code = status.error.code if status.error else Code.OK
     entry.status.error_message = status.error.message if status.error else ""
+
+
+def classification_outputs(signature: meta_graph_pb2.SignatureDef) -> list[str]:
+    """The output aliases a classification signature has (classifier.cc's PreProcessClassification)."""
+    if len(signature.inputs) != 1:
+        raise ServingError(Code.INVALID_ARGUMENT, "Expected one input Tensor.")
+    if len(signature.outputs) not in (1, 2):
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Expected one or two output Tensors, found {len(signature.outputs)}")
+    if CLASSIFY_INPUTS not in signature.inputs:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"No classification inputs found in SignatureDef: {_signature_debug(signature)}")
+    keys = [k for k in (CLASSIFY_CLASSES, CLASSIFY_SCORES) if k in signature.outputs]
+    if not keys:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Expected classification signature outputs to contain at least one of "
+            f"\"{CLASSIFY_CLASSES}\" or \"{CLASSIFY_SCORES}\". Signature was: "
+            f"{_signature_debug(signature)}")
+    return keys
+
+
+def check_regression_signature(signature: meta_graph_pb2.SignatureDef) -> None:
+    """regressor.cc's PreProcessRegression checks."""
+    if len(signature.inputs) != 1:
+        raise ServingError(Code.INVALID_ARGUMENT, "Expected one input Tensor.")
+    if len(signature.outputs) != 1:
+        raise ServingError(Code.INVALID_ARGUMENT, "Expected one output Tensor.")
+    if REGRESS_INPUTS not in signature.inputs:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"No regression inputs found in SignatureDef: {_signature_debug(signature)}")
+    if REGRESS_OUTPUTS not in signature.outputs:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"No regression outputs found in SignatureDef: {_signature_debug(signature)}")
+
+
+def _fill_regressions(n: int, values: np.ndarray, result: regression_pb2.RegressionResult) -> None:
+    """RegressionResult from a [n] or [n, 1] float tensor (regressor.cc's PostProcessRegressionResult)."""
+    if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Expected output Tensor shape to be either [batch_size] or "
+                           f"[batch_size, 1] but got {list(values.shape)}")
+    if values.shape[0] != n:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Input batch size did not match output batch size: {n} vs. {values.shape[0]}")
+    if values.dtype != np.float32:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Expected output Tensor of DT_FLOAT.  Got: "
+                           f"{types_pb2.DataType.Name(tf.as_dtype(values.dtype).as_datatype_enum)}")
+    for value in values.reshape(n):
+        result.regressions.add(value=float(value))
 
 
 def _fill_classifications(n: int, classes: np.ndarray | None, scores: np.ndarray | None,

@@ -27,10 +27,10 @@ def _deadline(context: grpc.ServicerContext) -> Deadline:
 
 def _call(core: ServingCore, metrics: Metrics, api: str, fn: Callable[..., Response],
           request: Request, context: grpc.ServicerContext,
-          in_flight: InFlightLimiter | None = None) -> Response:
+          in_flight: InFlightLimiter | None = None, name: str | None = None) -> Response:
     """Runs one core call; a ServingError becomes the gRPC status with the same code.
     Inference calls (with `in_flight`) take a slot of their model and get the deadline."""
-    name = request.model_spec.name
+    name = request.model_spec.name if name is None else name
     label = name if name in core.manager.model_names else "<unknown>"
     with metrics.track(label, api, "GRPC") as outcome:
         try:
@@ -46,14 +46,15 @@ def _call(core: ServingCore, metrics: Metrics, api: str, fn: Callable[..., Respo
             log.exception("gRPC %s failed", api)
             outcome.status = Code.INTERNAL.name
             context.abort(grpc.StatusCode.INTERNAL, public_message(str(e)))
-        spec = getattr(response, "model_spec", None)
+        spec = getattr(response, "model_spec", None) or (
+            response.results[0].model_spec if getattr(response, "results", None) else None)
         if spec is not None and spec.HasField("version"):
             outcome.version = str(spec.version.value)
         return response
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict, Classify, Regress and GetModelMetadata."""
+    """Predict, Classify, Regress, MultiInference and GetModelMetadata."""
 
     def __init__(self, core: ServingCore, metrics: Metrics, in_flight: InFlightLimiter) -> None:
         self._core, self._metrics, self._in_flight = core, metrics, in_flight
@@ -69,6 +70,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Regress(self, request, context):  # noqa: N802
         return _call(self._core, self._metrics, "regress", self._core.regress, request, context,
                      self._in_flight)
+
+    def MultiInference(self, request, context):  # noqa: N802
+        name = request.tasks[0].model_spec.name if request.tasks else ""
+        return _call(self._core, self._metrics, "multi_inference", self._core.multi_inference,
+                     request, context, self._in_flight, name)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         return _call(self._core, self._metrics, "metadata", self._core.get_model_metadata,

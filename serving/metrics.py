@@ -13,6 +13,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 METRICS_PATH = "/monitoring/prometheus/metrics"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LABELS = ("model_name", "model_version", "api", "entrypoint")
+# TF Serving's model_warmup_latency sampler: microseconds, Buckets::Exponential(10, 1.8, 33).
+_WARMUP_BUCKETS_MICROS = tuple(10 * 1.8 ** i for i in range(33))
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                     2.5, 5.0, 10.0, 30.0)
 
@@ -39,6 +41,14 @@ class Metrics:
         self.loaded_versions = Gauge(
             ":tensorflow:serving:loaded_model_versions", "Versions currently serving, by model.",
             ("model_name",), registry=self.registry)
+        self.warmup_latency = Histogram(
+            ":tensorflow:serving:model_warmup_latency", "Distribution of wall time (in microseconds) "
+            "for warming up the model.", ("model_path", "status"), buckets=_WARMUP_BUCKETS_MICROS,
+            registry=self.registry)
+        self.warmup_records = Counter(
+            ":tensorflow:serving:model_warmup_records", "Warmup records replayed (each run "
+            "--num_request_iterations_for_warmup times), by model path and status.",
+            ("model_path", "status"), registry=self.registry)
 
     @contextmanager
     def track(self, model_name: str, api: str, entrypoint: str) -> Iterator[RequestOutcome]:
@@ -51,6 +61,11 @@ class Metrics:
             labels = (model_name, outcome.version, api, entrypoint)
             self.request_latency.labels(*labels).observe(time.perf_counter() - start)
             self.request_count.labels(*labels, outcome.status).inc()
+
+    def observe_warmup(self, model_path: str, status: str, seconds: float, records: int) -> None:
+        """One version's warmup: its wall time and how many records it replayed."""
+        self.warmup_latency.labels(model_path, status).observe(seconds * 1e6)
+        self.warmup_records.labels(model_path, status).inc(records)
 
     def set_loaded(self, versions: dict[str, list[int]]) -> None:
         for name, loaded in versions.items():

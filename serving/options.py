@@ -19,6 +19,7 @@ from serving.model_config import LoadRetries, ModelConfig, parse_model_server_co
 
 
 DEFAULT_MODEL_NAME = "default"  # tensorflow_model_server's; `mnist-tfx serve` passes its own
+DEFAULT_SAVED_MODEL_TAGS = "serve"  # tensorflow::kSavedModelTagServe
 
 
 @dataclasses.dataclass
@@ -47,6 +48,11 @@ class ServerOptions:
     tensorflow_intra_op_parallelism: int = 0  # 0: TensorFlow chooses
     tensorflow_inter_op_parallelism: int = 0
     display_version: bool = False
+    # Loading, warmup and per-model batching (TF Serving's flags of the same names).
+    saved_model_tags: tuple[str, ...] = (DEFAULT_SAVED_MODEL_TAGS,)
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
+    enable_per_model_batching_parameters: bool = False
 
 
 def _bool_flag(text: str) -> bool:
@@ -102,8 +108,7 @@ def build_parser(default_model_base_path: str,
     parser.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False,
                         help="merge concurrent requests into batches")
     parser.add_argument("--batching_parameters_file", default="",
-                        help="text-format BatchingParameters: max_batch_size, "
-                             "batch_timeout_micros, num_batch_threads")
+                        help="text-format BatchingParameters (every TF Serving field)")
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
                         help="REST request timeout (default 30000; <= 0: none)")
     parser.add_argument("--rest_api_num_threads", type=request_limits.positive_int,
@@ -112,6 +117,20 @@ def build_parser(default_model_base_path: str,
     # Caps and timeouts (issue 13): one flag per serving.limits.Limits field.
     request_limits.add_flags(parser)
     _add_config_and_service_flags(parser)
+    # --- loading, warmup and per-model batching flags (one block; keep together) ---
+    parser.add_argument("--saved_model_tags", default=DEFAULT_SAVED_MODEL_TAGS,
+                        help="comma-separated tag set of the MetaGraphDef to load "
+                             f"(default {DEFAULT_SAVED_MODEL_TAGS})")
+    parser.add_argument("--enable_model_warmup", type=_bool_flag, nargs="?", const=True, default=True,
+                        help="replay assets.extra/tf_serving_warmup_requests before a version "
+                             "serves (default true)")
+    parser.add_argument("--num_request_iterations_for_warmup", type=int, default=1,
+                        help="times each warmup record runs (default 1; used only if > 0)")
+    parser.add_argument("--enable_per_model_batching_parameters", type=_bool_flag, nargs="?",
+                        const=True, default=False,
+                        help="with --enable_batching, batch a model only with the "
+                             "batching_params.pbtxt in its version directory")
+    # --- end of loading, warmup and per-model batching flags ---
     return parser
 
 
@@ -252,4 +271,8 @@ def parse_args(argv: list[str], default_model_base_path: str,
         batching_parameters_text=batching_text,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
         rest_api_num_threads=args.rest_api_num_threads, limits=limits,
+        saved_model_tags=tuple(args.saved_model_tags.split(",")),
+        enable_model_warmup=args.enable_model_warmup,
+        num_request_iterations_for_warmup=max(args.num_request_iterations_for_warmup, 1),
+        enable_per_model_batching_parameters=args.enable_per_model_batching_parameters,
         **_config_and_service_options(args))

@@ -1,34 +1,51 @@
-"""One loaded model version: its SignatureDefs and its signature functions.
+"""One loaded model version: a TensorFlow session holding its SavedModel, run by tensor name.
 
-TF Serving runs a signature by tensor name in a session and does not re-check request
-shapes against the signature; TensorFlow's loaded signature functions behave the same way
-for shapes, so a request tensor is handed over as it came, after a dtype check.
+As TF Serving's SavedModelBundle: each version gets its own graph and `tf.compat.v1` Session,
+loaded with `tf.compat.v1.saved_model.loader.load` for the configured tag set. This loads TF1
+graphs (reference variables, `AssignAdd` counters, placeholders of any rank) and TF2
+`tf.saved_model.save` exports alike, and stateful models keep their state across requests.
+A signature runs through a session callable made once per (feed names, fetch names) set and
+cached: the callable goes straight to the C++ session (no Python feed/shape checks), so request
+shapes are not re-checked against the signature, exactly like TF Serving.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2, trackable_object_graph_pb2
 
+from serving.batching import BatchingParameters
 from serving.json_tensor import dtype_string
 from serving.request_checks import public_message
 from serving.status import Code, ServingError
 
 SERVE_TAG = "serve"
+DEFAULT_TAGS = (SERVE_TAG,)
+
+# Session callables kept per version: one per (feeds, fetches) set, whose names are sorted so that
+# a client's output_filter order cannot make new ones; past this many (inputs with defaults give
+# subsets), a callable is made for the request and dropped after it.
+MAX_CACHED_CALLABLES = 256
 
 # (signature, inputs) -> outputs; the batcher wraps this when batching is enabled.
 RunFn = Callable[[str, Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def read_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
-    """The MetaGraphDef tagged exactly {"serve"} of the SavedModel in `path`."""
+def tags_text(tags: Iterable[str]) -> str:
+    """A tag set as TF's C++ loader writes it in errors: `{ serve gpu }`."""
+    return "{ " + " ".join(tags) + " }"
+
+
+def read_meta_graph(path: str, tags: Sequence[str] = DEFAULT_TAGS) -> meta_graph_pb2.MetaGraphDef:
+    """The MetaGraphDef tagged exactly `tags` of the SavedModel in `path` (errors as TF Serving's)."""
     model = saved_model_pb2.SavedModel()
     pb, pbtxt = os.path.join(path, "saved_model.pb"), os.path.join(path, "saved_model.pbtxt")
     if os.path.exists(pb):
@@ -46,12 +63,50 @@ def read_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
                            f"Could not find SavedModel .pb or .pbtxt at supplied export "
                            f"directory path: {path}")
     for meta_graph in model.meta_graphs:
-        if set(meta_graph.meta_info_def.tags) == {SERVE_TAG}:
+        if set(meta_graph.meta_info_def.tags) == set(tags):
             return meta_graph
     raise ServingError(Code.NOT_FOUND,
-                       f"Could not find meta graph def matching supplied tags: {{ {SERVE_TAG} }}. "
+                       f"Could not find meta graph def matching supplied tags: {tags_text(tags)}. "
                        f"To inspect available tag-sets in the SavedModel, please use the "
                        f"SavedModel CLI: `saved_model_cli`")
+
+
+def restore_variables_by_name(session: tf.compat.v1.Session, path: str) -> int:
+    """Restores resource variables the SavedModel's restore op left uninitialized, by name, from
+    its checkpoint; returns how many.
+
+    A Keras 3 model saved with `tf.saved_model.save` (as the pushed MNIST model is) has signature
+    functions that capture its variables under their Keras names (`CNN_Basic/dense/bias`) while
+    the checkpoint's restore op fills separate copies (`Variable_N`), so a plain TF1-style load
+    (TF Serving's too) answers `Could not find variable CNN_Basic/dense/bias`. The checkpoint's
+    object graph names every saved variable (`full_name`), which is enough to fill the captured
+    ones. Models that load completely are untouched.
+    """
+    graph = session.graph
+    handles = [op for op in graph.get_operations() if op.type == "VarHandleOp"]
+    if not handles:
+        return 0
+    initialized = session.run([tf.raw_ops.VarIsInitializedOp(resource=op.outputs[0]) for op in handles])
+    missing = [op for op, ok in zip(handles, initialized) if not ok]
+    if not missing:
+        return 0
+    prefix = os.path.join(path, "variables", "variables")
+    try:
+        objects = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
+            tf.train.load_checkpoint(prefix).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except (tf.errors.OpError, ValueError):  # no checkpoint, or a TF1 one without an object graph
+        return 0
+    keys = {a.full_name: a.checkpoint_key for node in objects.nodes for a in node.attributes
+            if a.name == "VARIABLE_VALUE"}
+    found = [op for op in missing if op.get_attr("shared_name").decode() in keys]
+    if not found:
+        return 0
+    values = tf.raw_ops.RestoreV2(prefix=prefix,
+                                  tensor_names=[keys[op.get_attr("shared_name").decode()] for op in found],
+                                  shape_and_slices=[""] * len(found), dtypes=[op.get_attr("dtype") for op in found])
+    session.run([tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value)
+                 for op, value in zip(found, values)])
+    return len(found)
 
 
 def error_from_tf(e: Exception) -> ServingError:
@@ -65,40 +120,87 @@ def error_from_tf(e: Exception) -> ServingError:
 
 
 class Servable:
-    """A SavedModel version loaded with `tf.saved_model.load`."""
+    """A SavedModel version loaded into its own session (TF Serving's SavedModelBundle).
 
-    def __init__(self, name: str, version: int, path: str) -> None:
+    `batching` is the BatchingParameters this version's requests are batched with (None: not
+    batched); the server sets it from `--batching_parameters_file` or the version's own
+    `batching_params.pbtxt`.
+    """
+
+    def __init__(self, name: str, version: int, path: str, tags: Sequence[str] = DEFAULT_TAGS,
+                 session_config: config_pb2.ConfigProto | None = None,
+                 batching: BatchingParameters | None = None) -> None:
         self.name = name
         self.version = version
         self.path = path
-        self.meta_graph = read_meta_graph(path)
-        self.signature_defs: Mapping[str, meta_graph_pb2.SignatureDef] = self.meta_graph.signature_def
+        self.batching = batching
+        read_meta_graph(path, tags)  # TF Serving's errors for a missing or unparsable model
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph, config=session_config)
         try:
-            self._model = tf.saved_model.load(path, tags=[SERVE_TAG])
+            with self._graph.as_default(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the v1 loader's deprecation notice
+                self.meta_graph = tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
+                restore_variables_by_name(self._session, path)
         except Exception as e:  # noqa: BLE001 - any load failure becomes the version's status
+            self._session.close()
             raise error_from_tf(e) from e
-        self._functions = dict(self._model.signatures)
+        self._graph.finalize()  # nothing may add ops to a serving graph (they would leak per request)
+        self.signature_defs: Mapping[str, meta_graph_pb2.SignatureDef] = self.meta_graph.signature_def
+        self._callables: dict[tuple, Callable] = {}
+        self._callables_lock = threading.Lock()
+
+    def _callable(self, feeds: tuple[str, ...], fetches: tuple[str, ...]) -> Callable:
+        """The session callable for these tensor names, made on first use."""
+        key = (feeds, fetches)
+        function = self._callables.get(key)
+        if function is None:
+            with self._callables_lock:
+                function = self._callables.get(key)
+                if function is None:
+                    options = config_pb2.CallableOptions(feed=feeds, fetch=fetches)
+                    try:
+                        function = self._session._make_callable_from_options(options)  # noqa: SLF001
+                    except Exception as e:  # noqa: BLE001 - e.g. a signature naming a missing tensor
+                        raise error_from_tf(e) from e
+                    if len(self._callables) < MAX_CACHED_CALLABLES:
+                        self._callables[key] = function
+        return function
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
             output_keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Runs a signature on numpy inputs keyed by input alias; returns outputs by alias."""
         signature = self.signature_defs[signature_name]
-        function = self._functions.get(signature_name)
-        if function is None:
-            raise ServingError(Code.FAILED_PRECONDITION,
-                               f"Serving signature key \"{signature_name}\" is not runnable.")
-        feeds = {}
-        for index, (alias, array) in enumerate(sorted(inputs.items())):
+        aliases = sorted(inputs)
+        arrays = []
+        for index, alias in enumerate(aliases):
+            array = inputs[alias]
             expected = signature.inputs[alias].dtype
             got = tf.as_dtype(array.dtype if array.dtype != object else tf.string)
             if got.as_datatype_enum != expected:
                 raise ServingError(Code.INVALID_ARGUMENT,
                                    f"Expects arg[{index}] to be {dtype_string(expected)} but "
                                    f"{dtype_string(got.as_datatype_enum)} is provided")
-            feeds[alias] = tf.constant(array, dtype=got)
+            arrays.append(array)
+        keys = list(output_keys or signature.outputs)
+        fetches = tuple(sorted({signature.outputs[k].name for k in keys}))
+        function = self._callable(tuple(signature.inputs[a].name for a in aliases), fetches)
         try:
-            outputs = function(**feeds)
+            values = dict(zip(fetches, function(*arrays)))
         except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for bad inputs
             raise error_from_tf(e) from e
-        keys = output_keys or list(signature.outputs)
-        return {key: outputs[key].numpy() for key in keys}
+        return {key: np.asarray(values[signature.outputs[key].name]) for key in keys}
+
+    def run_tensors(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> dict[str, np.ndarray]:
+        """Runs the session on tensors by name (MultiInference's one shot over several signatures)."""
+        names, fetch_names = sorted(feeds), tuple(sorted(set(fetches)))
+        function = self._callable(tuple(names), fetch_names)
+        try:
+            values = function(*(feeds[n] for n in names))
+        except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for bad inputs
+            raise error_from_tf(e) from e
+        return {name: np.asarray(value) for name, value in zip(fetch_names, values)}
+
+    def close(self) -> None:
+        """Frees the session now (else when the last in-flight request drops its reference)."""
+        self._session.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,19 +18,21 @@ from typing import Iterable
 import grpc
 from aiohttp import web
 
-from serving.batching import Batcher, parse_batching_parameters
+from serving.batching import BATCHING_PARAMS_FILENAME, Batcher, BatchingParameters, parse_batching_parameters
 from serving.config_poller import ConfigFilePoller
 from serving.core import ServingCore
 from serving.grpc_services import add_services
 from serving.limits import InFlightLimiter, configure_rate_limited_logging, grpc_arguments
 from serving.metrics import Metrics
+from serving.model_config import read_regular_file
 from serving.model_manager import ModelManager
 from serving.options import DEFAULT_MODEL_NAME, ServerOptions, parse_args, version_text
 from serving.rest import AddRoutes, create_app
 from serving.rest_connections import GuardedAppRunner
 from serving.rest_cors import enable_cors
 from serving.servable import Servable
-from serving.status import ServingError
+from serving.status import Code, ServingError
+from serving.warmup import run_warmup
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +48,11 @@ class ModelServer:
         self.options = options
         self._extra_routes = tuple(extra_routes)
         self.metrics = Metrics()
-        self._batcher = (Batcher(parse_batching_parameters(options.batching_parameters_text))
-                         if options.batching_parameters_text is not None else None)
+        self._batching = (parse_batching_parameters(options.batching_parameters_text)
+                          if options.batching_parameters_text is not None else None)
+        self._batcher = Batcher(self._batching) if self._batching is not None else None
         self.manager = ModelManager(
-            options.models, Servable, options.file_system_poll_wait_seconds,
+            options.models, self._load, options.file_system_poll_wait_seconds,
             retries=options.load_retries,
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models)
         self.core = ServingCore(self.manager, self._batcher, options.limits)
@@ -63,6 +67,32 @@ class ModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
+
+    def _batching_for(self, path: str) -> BatchingParameters | None:
+        """The version's batching: the server's, or with --enable_per_model_batching_parameters
+        only its own batching_params.pbtxt (none: not batched), as TF Serving."""
+        if self._batching is None or not self.options.enable_per_model_batching_parameters:
+            return self._batching
+        own = os.path.join(path, BATCHING_PARAMS_FILENAME)
+        if not os.path.exists(own):
+            return None
+        try:
+            return parse_batching_parameters(read_regular_file(own).decode())
+        except (OSError, ValueError) as e:
+            raise ServingError(Code.INVALID_ARGUMENT, f"{own}: {e}") from e
+
+    def _load(self, name: str, version: int, path: str) -> Servable:
+        """Loads a version into its session, then replays its warmup requests (the version
+        becomes AVAILABLE only after both succeed)."""
+        servable = Servable(name, version, path, tags=self.options.saved_model_tags,
+                            session_config=session_config(self.options), batching=self._batching_for(path))
+        if self.options.enable_model_warmup:
+            try:
+                run_warmup(self.core, servable, self.options.num_request_iterations_for_warmup, self.metrics)
+            except Exception:
+                servable.close()
+                raise
+        return servable
 
     @property
     def grpc_address(self) -> str:
@@ -135,6 +165,14 @@ class ModelServer:
         if self._batcher is not None:
             self._batcher.close()
         self.manager.stop()
+
+
+def session_config(options: ServerOptions):
+    """Each version's session ConfigProto: --tensorflow_{intra,inter}_op_parallelism (0: TF decides)."""
+    from tensorflow.core.protobuf import config_pb2
+
+    return config_pb2.ConfigProto(intra_op_parallelism_threads=options.tensorflow_intra_op_parallelism,
+                                  inter_op_parallelism_threads=options.tensorflow_inter_op_parallelism)
 
 
 def configure_tensorflow_threads(options: ServerOptions) -> None:
