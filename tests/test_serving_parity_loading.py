@@ -100,9 +100,13 @@ def write_warmup(version_dir: Path, records: list[bytes]) -> None:
 @contextlib.contextmanager
 def serve_model(config_text: str, **options) -> Iterator[tuple[RunningServer, object]]:
     """Our ModelServer in this process on free loopback ports, with the given ServerOptions."""
-    from serving.model_manager import parse_model_server_config
+    from serving.model_config import LoadRetries, parse_model_server_config
     from serving.server import ModelServer
 
+    from serving.monitoring_config import DEFAULT_PROMETHEUS_PATH
+
+    options.setdefault("load_retries", LoadRetries(max_num_load_retries=0))  # a failed load ends at once
+    options.setdefault("prometheus_path", DEFAULT_PROMETHEUS_PATH)  # as with a --monitoring_config_file
     server = ModelServer(ServerOptions(models=parse_model_server_config(config_text), port=free_port(),
                                        rest_api_port=free_port(), file_system_poll_wait_seconds=0,
                                        **options))
