@@ -222,7 +222,8 @@ class ServingCore:
         (TF Serving's TensorFlowMultiInferenceRunner); not batched, as there."""
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
         servable = servable or self.servable(spec)
-        model_name, input_tensor = "", ""
+        model_name = ""
+        input_tensors: set[str] = set()  # each fed the same examples (TF2 signatures have one each)
         names: list[str] = []
         fetches: set[str] = set()
         for task in request.tasks:
@@ -250,13 +251,11 @@ class ServingCore:
             else:
                 raise ServingError(Code.UNIMPLEMENTED,
                                    f"Unsupported signature method_name: {clip(task.method_name)}")
-            if input_tensor and tensor != input_tensor:
-                raise ServingError(Code.INVALID_ARGUMENT, "Input tensor must be the same for all Signatures.")
-            input_tensor = tensor
+            input_tensors.add(tensor)
             fetches.update(signature.outputs[alias].name for alias in aliases)
         examples = serialized_examples(request.input, self.limits)
         check_deadline(deadline)
-        outputs = servable.run_tensors({input_tensor: examples}, sorted(fetches))
+        outputs = servable.run_tensors(dict.fromkeys(sorted(input_tensors), examples), sorted(fetches))
         check_deadline(deadline)
         response = inference_pb2.MultiInferenceResponse()
         for task, name in zip(request.tasks, names):

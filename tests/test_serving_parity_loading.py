@@ -350,8 +350,6 @@ def test_multi_inference_runs_classify_and_regress_tasks_on_one_input(multi_infe
      "Duplicate evaluation of signature: regress_x_to_y"),
     ([("half", "serving_default", "predict")], {}, "UNIMPLEMENTED",
      "Unsupported signature method_name: tensorflow/serving/predict"),
-    ([("half", "regress_x_to_y", "regress"), ("half", "regress_x2_to_y3", "regress")], {"features": ("x", "x2")},
-     "INVALID_ARGUMENT", "Input tensor must be the same for all Signatures."),
     ([], {}, "INVALID_ARGUMENT", "ModelSpec has no name specified."),
     ([("missing", "regress_x_to_y", "regress")], {}, "NOT_FOUND", "Servable not found for request: Latest(missing)"),
 ])
