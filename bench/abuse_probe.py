@@ -26,6 +26,20 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("TF_SERVING_TESTDATA", REPO.parent / "shared/fixtures/tf_serving_testdata"))
 MODEL = "half"
+
+
+def declared_tensor_request(dtype: int, dims: list[int], **values):
+    """A Predict request for MODEL whose input "x" declares ``dims`` and carries ``values``."""
+    from tensorflow.core.framework import tensor_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    tensor = tensor_pb2.TensorProto(dtype=dtype, **values)
+    for size in dims:
+        tensor.tensor_shape.dim.add(size=size)
+    request.inputs["x"].CopyFrom(tensor)
+    return request
 MIB = 1024 * 1024
 
 
@@ -75,21 +89,15 @@ def abusive_requests(case: int, rest: str, grpc_address: str) -> list[str]:
         bodies = [("predict", b'{"instances": [' + b",".join([number] * (16 * MIB // 311)) + b"]}")]
     if case == 2:
         import grpc
-        from tensorflow.core.framework import tensor_pb2, types_pb2
-        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+        from tensorflow.core.framework import types_pb2
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         with grpc.insecure_channel(grpc_address) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             for dtype, dims, values in ((types_pb2.DT_FLOAT, [2**25, 1], {}),  # the issue: 2^27
                                         (types_pb2.DT_STRING, [2**18], {"string_val": [b"x"]})):
-                request = predict_pb2.PredictRequest()
-                request.model_spec.name = MODEL
-                tensor = tensor_pb2.TensorProto(dtype=dtype, **values)
-                for size in dims:
-                    tensor.tensor_shape.dim.add(size=size)
-                request.inputs["x"].CopyFrom(tensor)
                 try:
-                    stub.Predict(request, timeout=120)
+                    stub.Predict(declared_tensor_request(dtype, dims, **values), timeout=120)
                     outcomes.append("OK")
                 except grpc.RpcError as e:
                     outcomes.append(f"{e.code().name} {e.details()[:120]!r}")

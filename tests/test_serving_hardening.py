@@ -20,9 +20,9 @@ import grpc
 import pytest
 import requests
 
+from bench.abuse_probe import MODEL, declared_tensor_request
 from tests.serving_conftest_helpers import FIXTURES, free_port, wait_until_ready
 
-MODEL = "half"
 HALF_PLUS_TWO = FIXTURES / "saved_model_half_plus_two_cpu"
 MIB = 1024 * 1024
 # Caps small enough that an abusive request is cheap to send, large enough for normal ones.
@@ -171,17 +171,7 @@ def test_case1_grpc_regress_with_context_is_refused(server):
 
 # ------------------------------------- case 2: TensorProtos declaring more than they carry
 
-def _predict_request(dtype: int, dims: list[int], **values):
-    from tensorflow.core.framework import tensor_pb2
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    tensor = tensor_pb2.TensorProto(dtype=dtype, **values)
-    for size in dims:
-        tensor.tensor_shape.dim.add(size=size)
-    request.inputs["x"].CopyFrom(tensor)
-    return request
+_predict_request = declared_tensor_request
 
 
 @pytest.mark.parametrize("dtype_name, dims, values", [
