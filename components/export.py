@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.trackable import data_structures
 
 from components import features
 
@@ -24,11 +25,20 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 
 
 class ServingModule(tf.Module):
-    """Holds the model and the Transform layer; every signature ends in ``_predict_raw``."""
+    """Holds the model's weights and the Transform layer; every signature ends in ``_predict_raw``.
+
+    The module tracks the ``tf.Variable`` behind each Keras variable, not the Keras model: a Keras 3
+    variable saves itself as a *new* ``tf.Variable`` copied from the one it wraps (its
+    ``_export_to_saved_model_graph``), so with the model tracked the checkpoint's restore op fills
+    those copies (``Variable_N``) while the signatures read the wrapped variables
+    (``CNN_Basic/dense/bias``), which a TF1-style load (TF Serving's) leaves uninitialized. Tracked
+    directly, the wrapped variables are the ones saved, restored and read, each weight once.
+    """
 
     def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput):
         super().__init__()
-        self.model = model
+        self.model_variables = [variable.value for variable in model.variables]
+        self._model = data_structures.NoDependency(model)  # called by the signatures, saved through its variables
         self.tft_layer = tft_output.transform_features_layer()
         spec = tft_output.raw_feature_spec()
         spec.pop(features.LABEL_KEY)
@@ -37,7 +47,7 @@ class ServingModule(tf.Module):
     def _predict_raw(self, raw_pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         """int64 [N, 784] raw pixels → the two prediction outputs."""
         transformed = self.tft_layer({features.IMAGE_KEY: raw_pixels})
-        probabilities = self.model(transformed[features.IMAGE_KEY], training=False)
+        probabilities = self._model(transformed[features.IMAGE_KEY], training=False)
         return {
             features.OUTPUT_PROBABILITIES: probabilities,
             features.OUTPUT_CLASSES: tf.argmax(probabilities, axis=-1),

@@ -75,12 +75,13 @@ def restore_variables_by_name(session: tf.compat.v1.Session, path: str) -> int:
     """Restores resource variables the SavedModel's restore op left uninitialized, by name, from
     its checkpoint; returns how many.
 
-    A Keras 3 model saved with `tf.saved_model.save` (as the pushed MNIST model is) has signature
-    functions that capture its variables under their Keras names (`CNN_Basic/dense/bias`) while
-    the checkpoint's restore op fills separate copies (`Variable_N`), so a plain TF1-style load
-    (TF Serving's too) answers `Could not find variable CNN_Basic/dense/bias`. The checkpoint's
-    object graph names every saved variable (`full_name`), which is enough to fill the captured
-    ones. Models that load completely are untouched.
+    A fallback for other people's exports: a Keras 3 model tracked by a module saved with
+    `tf.saved_model.save` has signature functions that capture its variables under their Keras
+    names (`Tiny/dense/bias`) while the checkpoint's restore op fills separate copies
+    (`Variable_N`), so a plain TF1-style load (TF Serving's too) answers `Could not find variable
+    Tiny/dense/bias`. The checkpoint's object graph names every saved variable (`full_name`),
+    which is enough to fill the captured ones. Models that load completely (the pushed MNIST
+    model, whose export tracks the underlying tf.Variables) are untouched: nothing is run.
     """
     graph = session.graph
     handles = [op for op in graph.get_operations() if op.type == "VarHandleOp"]

@@ -376,9 +376,9 @@ def test_session_callables_are_cached_per_feed_fetch_set_and_bounded(tmp_path, m
 
 
 def test_keras_3_model_saved_with_tf_saved_model_save_answers_as_in_process(tmp_path):
-    """A Keras 3 model in a tf.Module saved with tf.saved_model.save (the pushed MNIST model's
-    way): its signature captures variables the checkpoint's restore op does not fill; they are
-    restored by name and the answers equal `tf.saved_model.load`'s."""
+    """A Keras 3 model in a tf.Module saved with tf.saved_model.save (a common third-party export;
+    components/export.py avoids it): its signature captures variables the checkpoint's restore op
+    does not fill; they are restored by name and the answers equal `tf.saved_model.load`'s."""
     import keras
     import tensorflow as tf
 
