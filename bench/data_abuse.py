@@ -19,8 +19,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from components.idx import idx_header
 from components.features import PIXELS_SHAPE
+from components.idx import idx_header
 from components.mnist_data import FILES, SIZES
 
 REPO = Path(__file__).resolve().parents[1]

@@ -146,7 +146,7 @@ def parse_batching_parameters(text: str) -> BatchingParameters:
     except text_format.ParseError as e:
         raise ValueError(f"Error parsing text-format tensorflow.serving.BatchingParameters: {e}") from e
     values: dict = {}
-    for name, _, kind, repeated in _PROTO_FIELDS:
+    for name, _, _kind, repeated in _PROTO_FIELDS:
         if repeated:
             values[name] = tuple(getattr(proto, name))
         elif name in _WRAPPED:

@@ -75,10 +75,10 @@ class ServingCore:
     """Runs requests against the servables of a ModelManager."""
 
     def __init__(self, manager: ModelManager, batcher: Batcher | None = None,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits | None = None) -> None:
         self.manager = manager
         self._batcher = batcher
-        self.limits = limits
+        self.limits = limits or Limits()
 
     # ------------------------------------------------------------ lookups
 

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from serving.limits import (GRPC_CHANNEL_DEFAULTS, Deadline, InFlightLimiter, Limits, RateLimitFilter,
-                            grpc_arguments)
+from serving.limits import GRPC_CHANNEL_DEFAULTS, Deadline, InFlightLimiter, Limits, RateLimitFilter, grpc_arguments
 from serving.options import parse_args
 from serving.status import Code, ServingError
 

@@ -17,7 +17,6 @@ from serving import limits as request_limits
 from serving.batching import parse_batching_parameters
 from serving.model_config import LoadRetries, ModelConfig, parse_model_server_config, read_regular_file
 
-
 DEFAULT_MODEL_NAME = "default"  # tensorflow_model_server's; `mnist-tfx serve` passes its own
 DEFAULT_SAVED_MODEL_TAGS = "serve"  # tensorflow::kSavedModelTagServe
 

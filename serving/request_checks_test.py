@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tensorflow.core.framework import tensor_pb2, types_pb2
-
 from tensorflow.core.example import example_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from serving.limits import Limits
 from serving.request_checks import check_examples_cost, check_request_tensors, public_message

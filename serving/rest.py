@@ -203,7 +203,7 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
             return _json_response(200, await asyncio.wait_for(work, timeout))
         except asyncio.TimeoutError:
             deadline.cancel()  # the worker stops at its next step instead of finishing unseen
-            raise ServingError(Code.DEADLINE_EXCEEDED, deadline.message)
+            raise ServingError(Code.DEADLINE_EXCEEDED, deadline.message) from None
 
     async def api(request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]

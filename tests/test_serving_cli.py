@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.batching import BatchingParameters, parse_batching_parameters
 from cli.predict import main as predict_main
+from serving.batching import BatchingParameters, parse_batching_parameters
 from serving.client import RestClient
 from serving.limits import grpc_arguments
 from serving.model_config import LoadRetries, ModelConfig

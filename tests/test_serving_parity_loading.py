@@ -101,9 +101,8 @@ def write_warmup(version_dir: Path, records: list[bytes]) -> None:
 def serve_model(config_text: str, **options) -> Iterator[tuple[RunningServer, object]]:
     """Our ModelServer in this process on free loopback ports, with the given ServerOptions."""
     from serving.model_config import LoadRetries, parse_model_server_config
-    from serving.server import ModelServer
-
     from serving.monitoring_config import DEFAULT_PROMETHEUS_PATH
+    from serving.server import ModelServer
 
     options.setdefault("load_retries", LoadRetries(max_num_load_retries=0))  # a failed load ends at once
     options.setdefault("prometheus_path", DEFAULT_PROMETHEUS_PATH)  # as with a --monitoring_config_file

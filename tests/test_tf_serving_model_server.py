@@ -212,10 +212,8 @@ def verify_predict_request(address: str, expected_output: float, expected_versio
 
 def call_rest(url: str, body: dict | None) -> dict:
     """CallREST: POST when there is a body, GET otherwise; the answer must be 200."""
-    if body is None:
-        response = requests.get(url, timeout=30)
-    else:
-        response = requests.post(url, data=json.dumps(body), timeout=30)
+    response = (requests.get(url, timeout=30) if body is None
+                else requests.post(url, data=json.dumps(body), timeout=30))
     assert response.status_code == 200, response.text
     return response.json()
 
