@@ -117,3 +117,52 @@ def test_data_dest_with_an_unsupported_scheme_is_refused_before_any_work(tmp_pat
     from cli.data import main
 
     assert main(["--dest", "ftp://host/data"], default_dest="unused") == 2
+
+
+# A partial run of the real pipeline, ExampleGen → StatisticsGen → SchemaGen → ExampleValidator, with home, data, pipeline root and serving root on gs:// (argv[1]) and MLMD in argv[2].
+SLICE_SCRIPT = """
+import sys
+from tfx.orchestration.beam import beam_dag_runner
+from tfx.orchestration.pipeline import RunOptions
+from pipeline import configs
+from pipeline.pipeline import create_pipeline
+config = configs.PipelineConfig(home=sys.argv[1], metadata_path=sys.argv[2])
+beam_dag_runner.BeamDagRunner().run(
+    create_pipeline(config), run_options=RunOptions(from_nodes=["MnistExampleGen"], to_nodes=["ExampleValidator"]))
+"""
+SLICE_IMAGES = {"train": 24, "t10k": 12}  # files far below the ~128 KB TensorFlow's GCS plugin reads here
+
+
+@pytest.mark.slow
+def test_data_checks_run_with_every_root_on_gs(gcs: Gcs, data_dir: Path, tmp_path: Path) -> None:
+    from ml_metadata.proto import metadata_store_pb2
+
+    from components import mnist_data
+    from components.idx import write_idx
+    from reports import run_record
+
+    local = tmp_path / "slice"
+    local.mkdir()
+    for part, count in SLICE_IMAGES.items():
+        images, labels = mnist_data.load(data_dir, part)
+        write_idx(local / FILES[part, "images"], images[:count])
+        write_idx(local / FILES[part, "labels"], labels[:count])
+    home = gcs.uri("slice-home")
+    upload = _run(gcs, "-c", "import sys; from components import uploads; uploads.upload(sys.argv[1], sys.argv[3:], sys.argv[2])",
+                  str(local), f"{home}/data", *sorted(p.name for p in local.iterdir()))
+    assert upload.returncode == 0, upload.stderr[-3000:]
+    metadata = tmp_path / "metadata.sqlite"  # MLMD stays local: SQLite cannot live on a bucket
+
+    done = _run(gcs, "-c", SLICE_SCRIPT, home, str(metadata), timeout=900)
+    assert done.returncode == 0, done.stderr[-5000:]
+    store = run_record.connect(metadata)
+    states = {store.get_execution_types_by_id([e.type_id])[0].name.rsplit(".", 1)[-1]: e.last_known_state
+              for e in store.get_executions()}
+    assert len(states) == 4 and set(states.values()) == {metadata_store_pb2.Execution.COMPLETE}, states
+    artifacts = {a.type_id: a.uri for a in store.get_artifacts()}
+    assert artifacts and all(uri.startswith(f"{home}/pipelines/mnist-tfx/") for uri in artifacts.values())
+    written = gcs.objects("slice-home/pipelines/mnist-tfx/")
+    components = {name.split("/")[3] for name in written}
+    assert {"MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator"} <= components
+    [schema] = [data for name, data in written.items() if name.endswith("/schema.pbtxt")]
+    assert b'name: "image"' in schema and b'name: "label"' in schema
