@@ -26,10 +26,10 @@ def run_lock_dir(config: configs.PipelineConfig) -> Path:
 def run(config: configs.PipelineConfig, runner: beam_dag_runner.BeamDagRunner | None = None) -> None:
     """Runs the whole pipeline (with ``runner``, default a plain BeamDagRunner); raises if a component fails.
 
-    Holds the home's lock (:func:`run_lock_dir`) throughout: two runs would share MLMD, the pipeline root and the serving
-    directory. A busy home raises :class:`components.locks.LockHeldError` naming the holder.
+    Holds the home's lock (:func:`run_lock_dir`) throughout: two runs would share MLMD, the pipeline
+    root and the serving directory. A busy home raises :class:`components.locks.LockHeldError` naming the holder.
     """
-    if isinstance(config.metadata_path, Path):
-        config.metadata_path.parent.mkdir(parents=True, exist_ok=True)
     with locks.hold(run_lock_dir(config), f"mnist-tfx run of {config.pipeline_name}"):
+        if isinstance(config.metadata_path, Path):
+            config.metadata_path.parent.mkdir(parents=True, exist_ok=True)
         (runner or beam_dag_runner.BeamDagRunner()).run(create_pipeline(config))
