@@ -8,7 +8,8 @@ import tempfile
 
 from components import data_grid, mnist_data, uploads
 from components.idx import DataFileError
-from pipeline.configs import PipelineConfig, is_uri, location
+from components.locations import is_uri, location
+from pipeline.configs import PipelineConfig
 
 
 def main(argv: list[str], default_dest: str | None = None) -> int:

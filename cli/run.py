@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from cli.commands import COMMANDS
-from components import features, locks
+from components import features, locations, locks
 from components.training_params import TrainingParams
 from pipeline import configs
 
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         return 2
     from components import mnist_data  # imports numpy only
 
-    if configs.is_uri(config.data_dir):  # ExampleGen reads it there; `mnist-tfx data --dest URI` puts it there
+    if locations.is_uri(config.data_dir):  # ExampleGen reads it there; `mnist-tfx data --dest URI` puts it there
         source = "not materialized here: upload it with mnist-tfx data --dest URI"
     else:
         try:

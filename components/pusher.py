@@ -38,7 +38,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components import locks
-from pipeline import configs
+from components.locations import is_uri
 
 STAGING_PREFIX = ".tmp-"
 _STAGING_NAME = re.compile(re.escape(STAGING_PREFIX) + r"\d+-(?P<pid>\d+)(-[0-9a-f]+)?")
@@ -218,9 +218,9 @@ def push_to_object_store(model_dir: str, base: str) -> tuple[int, bool]:
 
 def push(model_dir: str, base: str) -> tuple[int, bool]:
     """Pushes to a local base directory atomically (:func:`push_atomically`), else to an object store."""
-    if configs.is_uri(base):
+    if is_uri(base):
         return push_to_object_store(model_dir, base)
-    if configs.is_uri(model_dir):  # a remote pipeline root: fetch the model to this machine first
+    if is_uri(model_dir):  # a remote pipeline root: fetch the model to this machine first
         with tempfile.TemporaryDirectory(prefix="mnist-tfx-push-") as fetched:
             _copy_files(model_dir, fetched, model_files(model_dir))
             return push_atomically(Path(fetched), Path(base))

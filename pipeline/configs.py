@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from components import features
+from components.locations import URI_PATTERN, Location, is_uri, join, location
 from components.training_params import TrainingParams
 
 PIPELINE_NAME = "mnist-tfx"  # also a valid Kubeflow/Vertex name: [a-z0-9][a-z0-9-]{0,127}
@@ -38,39 +38,7 @@ PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
 
 
-# Where data, artifacts and models may live besides local paths: every filesystem TFX's fileio
-# (tf.io.gfile) and Beam's FileSystems reach. Other schemes are refused by name.
-URI_SCHEMES = ("gs", "s3", "hdfs")
-_URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 MYSQL_SCHEME = "mysql"  # --metadata-path mysql://USER:PASSWORD@HOST:PORT/DATABASE
-
-# A location: a local directory as an absolute ``Path``, or a URI of ``URI_SCHEMES`` kept as a string
-# (``Path("gs://bucket")`` would collapse it to ``gs:/bucket``).
-Location = Path | str
-
-
-def is_uri(value: str | os.PathLike) -> bool:
-    """Whether ``value`` names an object-store / remote location (``scheme://…``) rather than a local path."""
-    return isinstance(value, str) and _URI.match(value) is not None
-
-
-def location(value: str | os.PathLike, what: str = "path") -> Location:
-    """A local path made absolute (``~`` expanded), or a URI of ``URI_SCHEMES`` kept as given (less a trailing /)."""
-    if isinstance(value, str) and (match := _URI.match(value)):
-        if match["scheme"] not in URI_SCHEMES:
-            schemes = ", ".join(f"{s}://" for s in URI_SCHEMES)
-            raise ValueError(f"{what} {value!r}: scheme {match['scheme']}:// is not supported (use {schemes} or a local path)")
-        if len(value.rstrip("/")) <= len(match[0]):
-            raise ValueError(f"{what} {value!r}: a URI needs a bucket or host after {match[0]}")
-        return value.rstrip("/")
-    return Path(value).expanduser().resolve()
-
-
-def join(base: Location, *parts: str) -> Location:
-    """``base/part/…`` for a local path or a URI alike."""
-    if isinstance(base, Path):
-        return base.joinpath(*parts)
-    return "/".join((base, *parts))
 
 
 def default_home() -> Location:
@@ -122,7 +90,7 @@ class PipelineConfig:
         value = self.metadata_path
         if value is None:
             return None if is_uri(home) else join(home, "metadata", self.pipeline_name, "metadata.sqlite")
-        if isinstance(value, str) and (match := _URI.match(value)):
+        if isinstance(value, str) and (match := URI_PATTERN.match(value)):
             if match["scheme"] != MYSQL_SCHEME:
                 raise ValueError(f"metadata_path {value!r}: MLMD needs a local SQLite file or a mysql:// URI")
             return value
