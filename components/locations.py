@@ -31,7 +31,9 @@ def location(value: str | os.PathLike, what: str = "path") -> Location:
     if isinstance(value, str) and (match := URI_PATTERN.match(value)):
         if match["scheme"] not in URI_SCHEMES:
             schemes = ", ".join(f"{s}://" for s in URI_SCHEMES)
-            raise ValueError(f"{what} {value!r}: scheme {match['scheme']}:// is not supported (use {schemes} or a local path)")
+            raise ValueError(
+                f"{what} {value!r}: scheme {match['scheme']}:// is not supported (use {schemes} or a local path)"
+            )
         if len(value.rstrip("/")) <= len(match[0]):
             raise ValueError(f"{what} {value!r}: a URI needs a bucket or host after {match[0]}")
         return value.rstrip("/")

@@ -59,8 +59,9 @@ class Gcs:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        client = storage.Client(project="test", credentials=AnonymousCredentials(),
-                                client_options={"api_endpoint": self.endpoint})
+        client = storage.Client(
+            project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.endpoint}
+        )
         found = {}
         for blob in client.list_blobs(self.bucket, prefix=prefix):
             blob._properties.pop("mediaLink", None)  # the emulator's link lacks its port: build it from the endpoint
@@ -84,7 +85,8 @@ def running(log_dir: Path) -> Iterator[Gcs]:
     with log.open("wb") as out:
         server = subprocess.Popen(
             [executable, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", f"--default-bucket={BUCKET}"],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     endpoint = f"http://127.0.0.1:{port}"
     try:

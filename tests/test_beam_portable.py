@@ -52,17 +52,29 @@ def test_beam_components_run_on_the_portable_runner_with_an_external_worker_pool
     (home / "data").symlink_to(data_dir, target_is_directory=True)
     port = _free_port()
     # The pool starts each SDK worker as `python` from PATH: this environment's.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     pool_log = tmp_path / "pool.log"
     with pool_log.open("wb") as out:
         pool = subprocess.Popen(
             [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
-        done = subprocess.run([sys.executable, "-c", RUN_SCRIPT, str(home), str(port)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [sys.executable, "-c", RUN_SCRIPT, str(home), str(port)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     finally:
         pool.terminate()
         pool.wait(timeout=60)
@@ -70,7 +82,11 @@ def test_beam_components_run_on_the_portable_runner_with_an_external_worker_pool
     workers = pool_log.read_text().count("Starting worker with command")
     assert workers >= 2, pool_log.read_text()[-3000:]  # one SDK worker per Beam pipeline, in the pool
     store = run_record.connect(PipelineConfig(home=home).metadata_path)
-    states = {store.get_execution_types_by_id([e.type_id])[0].name.rsplit(".", 1)[-1]: e.last_known_state
-              for e in store.get_executions()}
-    assert states == {"MnistExampleGen": metadata_store_pb2.Execution.COMPLETE,
-                      "StatisticsGen": metadata_store_pb2.Execution.COMPLETE}, states
+    states = {
+        store.get_execution_types_by_id([e.type_id])[0].name.rsplit(".", 1)[-1]: e.last_known_state
+        for e in store.get_executions()
+    }
+    assert states == {
+        "MnistExampleGen": metadata_store_pb2.Execution.COMPLETE,
+        "StatisticsGen": metadata_store_pb2.Execution.COMPLETE,
+    }, states

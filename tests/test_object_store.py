@@ -19,9 +19,15 @@ from components.mnist_data import FILES
 from tests.gcs_emulator import Gcs, running
 
 REPO = Path(__file__).resolve().parents[1]
-HALF_PLUS_TWO = REPO.parent / "shared" / "fixtures" / "tf_serving_testdata" / "saved_model_half_plus_two_cpu" / "00000123"
-HALF_PLUS_TWO_FILES = ["assets/foo.txt", "saved_model.pb", "variables/variables.data-00000-of-00001",
-                       "variables/variables.index"]
+HALF_PLUS_TWO = (
+    REPO.parent / "shared" / "fixtures" / "tf_serving_testdata" / "saved_model_half_plus_two_cpu" / "00000123"
+)
+HALF_PLUS_TWO_FILES = [
+    "assets/foo.txt",
+    "saved_model.pb",
+    "variables/variables.data-00000-of-00001",
+    "variables/variables.index",
+]
 
 # Pushes argv[1] to argv[2] with components.pusher.push, printing "version written" per push; with
 # argv[3] = "staging" or "version", the process SIGKILLs itself at that point of the push: in the
@@ -54,13 +60,14 @@ def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gcs]:
 
 
 def _run(gcs: Gcs, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=gcs.env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=gcs.env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _tops(gcs: Gcs, prefix: str) -> set[str]:
     """The first path component of every object under ``prefix/``: what TF Serving's poller lists."""
-    return {name[len(prefix) + 1:].split("/")[0] for name in gcs.objects(prefix + "/")} - {""}
+    return {name[len(prefix) + 1 :].split("/")[0] for name in gcs.objects(prefix + "/")} - {""}
 
 
 @pytest.mark.slow
@@ -93,19 +100,23 @@ def test_push_to_gs_is_tf_serving_layout_and_an_interrupted_push_shows_no_loadab
 @pytest.mark.slow
 def test_data_dest_gs_uploads_the_verified_files_whole(gcs: Gcs, tmp_path: Path) -> None:
     mnist_tfx = str(Path(sys.executable).parent / "mnist-tfx")
-    local = subprocess.run([mnist_tfx, "data", "--dest", str(tmp_path / "local")], cwd=REPO, capture_output=True,
-                           text=True, timeout=600)
+    local = subprocess.run(
+        [mnist_tfx, "data", "--dest", str(tmp_path / "local")], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert local.returncode == 0, local.stderr
     dest = gcs.uri("team", "data")
-    done = subprocess.run([mnist_tfx, "data", "--dest", dest + "/"], cwd=REPO, env=gcs.env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [mnist_tfx, "data", "--dest", dest + "/"], cwd=REPO, env=gcs.env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[0].startswith("source: ") and sum(line.startswith("verified: ") for line in lines) == 5
     assert [line for line in lines if line.startswith("uploaded: ")] == [
-        f"uploaded: {dest}/{name}" for name in sorted(FILES.values())]
-    uploaded = {name.rsplit("/", 1)[1]: data for name, data in gcs.objects("team/data/").items()
-                if not name.endswith("/")}  # makedirs leaves a "directory" placeholder
+        f"uploaded: {dest}/{name}" for name in sorted(FILES.values())
+    ]
+    uploaded = {
+        name.rsplit("/", 1)[1]: data for name, data in gcs.objects("team/data/").items() if not name.endswith("/")
+    }  # makedirs leaves a "directory" placeholder
     assert sorted(uploaded) == sorted(FILES.values())  # no staging object left behind
     for name, data in uploaded.items():
         expected = (tmp_path / "local" / name).read_bytes()
@@ -148,16 +159,24 @@ def test_data_checks_run_with_every_root_on_gs(gcs: Gcs, data_dir: Path, tmp_pat
         write_idx(local / FILES[part, "images"], images[:count])
         write_idx(local / FILES[part, "labels"], labels[:count])
     home = gcs.uri("slice-home")
-    upload = _run(gcs, "-c", "import sys; from components import uploads; uploads.upload(sys.argv[1], sys.argv[3:], sys.argv[2])",
-                  str(local), f"{home}/data", *sorted(p.name for p in local.iterdir()))
+    upload = _run(
+        gcs,
+        "-c",
+        "import sys; from components import uploads; uploads.upload(sys.argv[1], sys.argv[3:], sys.argv[2])",
+        str(local),
+        f"{home}/data",
+        *sorted(p.name for p in local.iterdir()),
+    )
     assert upload.returncode == 0, upload.stderr[-3000:]
     metadata = tmp_path / "metadata.sqlite"  # MLMD stays local: SQLite cannot live on a bucket
 
     done = _run(gcs, "-c", SLICE_SCRIPT, home, str(metadata), timeout=900)
     assert done.returncode == 0, done.stderr[-5000:]
     store = run_record.connect(metadata)
-    states = {store.get_execution_types_by_id([e.type_id])[0].name.rsplit(".", 1)[-1]: e.last_known_state
-              for e in store.get_executions()}
+    states = {
+        store.get_execution_types_by_id([e.type_id])[0].name.rsplit(".", 1)[-1]: e.last_known_state
+        for e in store.get_executions()
+    }
     assert len(states) == 4 and set(states.values()) == {metadata_store_pb2.Execution.COMPLETE}, states
     artifacts = {a.type_id: a.uri for a in store.get_artifacts()}
     assert artifacts and all(uri.startswith(f"{home}/pipelines/mnist-tfx/") for uri in artifacts.values())
