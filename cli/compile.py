@@ -11,11 +11,11 @@ from pathlib import Path
 from cli.run import config_from_args, run_parser
 from pipeline.kubeflow_runner import DEFAULT_IMAGE, SUFFIXES, compile_pipeline
 
-_COMPILE_ARGS = ("target", "out", "image", "pipeline_root")
+_COMPILE_ARGS = ("target", "out", "image")
 
 
 def parser() -> argparse.ArgumentParser:
-    """``mnist-tfx run``'s data/training options plus the compile target, output, image and root."""
+    """``mnist-tfx run``'s options (roots included: give URIs the cluster reaches) plus target, output, image."""
     compile_parser = argparse.ArgumentParser(
         prog="mnist-tfx compile",
         description="Compile the pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines.",
@@ -29,8 +29,6 @@ def parser() -> argparse.ArgumentParser:
         help="spec file: FILE.json (Vertex PipelineJob) or FILE.yaml (KFP PipelineSpec)")
     add("--image", default=DEFAULT_IMAGE,
         help="container image with this project installed that runs every component (default %(default)s)")
-    add("--pipeline-root", metavar="URI",
-        help="where components write artifacts, e.g. gs://BUCKET/mnist-tfx (default: the config's)")
     return compile_parser
 
 
@@ -50,6 +48,6 @@ def main(argv: list[str]) -> int:
         config = config_from_args(run_args)
     except ValueError as err:
         compile_parser.error(str(err))
-    components, root = compile_pipeline(config, out, args.image, args.pipeline_root)
+    components, root = compile_pipeline(config, out, args.image)
     print(f"compiled {config.pipeline_name} ({components} components, image {args.image}, root {root}) -> {out}")
     return 0

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 
-from components import data_grid, mnist_data
+from components import data_grid, mnist_data, uploads
 from components.idx import DataFileError
+from components.locations import is_uri, location
 from pipeline.configs import PipelineConfig
 
 
 def main(argv: list[str], default_dest: str | None = None) -> int:
-    """Run `mnist-tfx data [--dest DIR] [--source DIR] [--show N --out grid.png]`; exit status.
+    """Run `mnist-tfx data [--dest DIR_OR_URI] [--source DIR] [--show N --out grid.png]`; exit status.
+
+    A URI ``--dest`` (gs://, s3://, hdfs://) gets the files verified locally first, then uploaded
+    by :func:`components.uploads.upload` (staging name, then rename: never a partial file).
 
     ``--dest`` defaults to ``default_dest``, else the home's data directory.
     """
@@ -20,7 +25,8 @@ def main(argv: list[str], default_dest: str | None = None) -> int:
         prog="mnist-tfx data",
         description="Materialize the four MNIST IDX files offline and verify them.",
     )
-    parser.add_argument("--dest", default=default_dest, help="data directory (default %(default)s)")
+    parser.add_argument("--dest", default=default_dest,
+                        help="data directory, or a gs://, s3://, hdfs:// URI to upload to (default %(default)s)")
     parser.add_argument(
         "--source",
         help="directory holding the IDX files (gzipped or not); default: the Keras cache, "
@@ -32,15 +38,27 @@ def main(argv: list[str], default_dest: str | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        source, lines = mnist_data.materialize(args.dest, args.source)
-        print(f"source: {source}")
-        for line in lines:
-            print(f"verified: {line}")
-        if args.show is not None:
-            images, labels = mnist_data.load(args.dest, "train")
-            data_grid.save_grid(images, labels, args.out, args.show)
-            print(f"grid: {args.out}")
+        if is_uri(args.dest):
+            location(args.dest, "--dest")  # an unsupported scheme is refused before any work
+            with tempfile.TemporaryDirectory(prefix="mnist-tfx-data-") as local:
+                _materialize(local, args)
+                for uri in uploads.upload(local, sorted(mnist_data.FILES.values()), args.dest):
+                    print(f"uploaded: {uri}")
+        else:
+            _materialize(args.dest, args)
     except (DataFileError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _materialize(dest: str, args: argparse.Namespace) -> None:
+    """Materializes and verifies the files in the local ``dest``; draws the grid if asked."""
+    source, lines = mnist_data.materialize(dest, args.source)
+    print(f"source: {source}")
+    for line in lines:
+        print(f"verified: {line}")
+    if args.show is not None:
+        images, labels = mnist_data.load(dest, "train")
+        data_grid.save_grid(images, labels, args.out, args.show)
+        print(f"grid: {args.out}")

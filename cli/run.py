@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from cli.commands import COMMANDS
-from components import features, locks
+from components import features, locations, locks
 from components.training_params import TrainingParams
 from pipeline import configs
 
@@ -18,7 +19,16 @@ def run_parser() -> argparse.ArgumentParser:
     training = TrainingParams()
     parser = argparse.ArgumentParser(prog="mnist-tfx run", description=COMMANDS["run"])
     add = parser.add_argument
-    add("--home", help=f"home directory (default ${configs.HOME_ENV} or {configs.DEFAULT_HOME})")
+    add("--home", metavar="PATH_OR_URI",
+        help=f"home directory or gs://, s3://, hdfs:// URI (default ${configs.HOME_ENV} or {configs.DEFAULT_HOME})")
+    add("--data-root", metavar="PATH_OR_URI", help="the four MNIST IDX files (default HOME/data)")
+    add("--pipeline-root", metavar="PATH_OR_URI",
+        help="where components write artifacts, e.g. gs://BUCKET/mnist-tfx (default HOME/pipelines/mnist-tfx)")
+    add("--serving-root", metavar="PATH_OR_URI",
+        help="pushed models go to SERVING_ROOT/mnist/VERSION/ (default HOME/serving_model)")
+    add("--metadata-path", metavar="FILE_OR_URI",
+        help="MLMD: a local SQLite file (default HOME/metadata/mnist-tfx/metadata.sqlite; required when HOME "
+        "is a URI) or mysql://USER:PASSWORD@HOST:PORT/DATABASE")
     add("--train-limit", type=int, help="use the first N training images (default: all 60,000)")
     add("--eval-limit", type=int, help="use the first N test images (default: all 10,000)")
     add("--beam-arg", action="append", dest="beam_args", metavar="ARG",
@@ -50,13 +60,20 @@ def main(argv: list[str]) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if config.metadata_path is None:
+        print(f"error: home {config.home} is a URI: set --metadata-path (MLMD is a local SQLite file or MySQL)",
+              file=sys.stderr)
+        return 2
     from components import mnist_data  # imports numpy only
 
-    try:
-        source, _ = mnist_data.materialize(config.data_dir)
-    except Exception as err:  # noqa: BLE001 - any data problem is reported, not raised
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if locations.is_uri(config.data_dir):  # ExampleGen reads it there; `mnist-tfx data --dest URI` puts it there
+        source = "not materialized here: upload it with mnist-tfx data --dest URI"
+    else:
+        try:
+            source, _ = mnist_data.materialize(config.data_dir)
+        except Exception as err:  # noqa: BLE001 - any data problem is reported, not raised
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     print(f"data: {config.data_dir} ({source})", flush=True)
     started = time.monotonic()
     print("loading TFX …", flush=True)
@@ -79,6 +96,6 @@ def main(argv: list[str]) -> int:
 def _summarize(config: configs.PipelineConfig, started: float) -> None:
     from reports import run_summary
 
-    if config.metadata_path.exists():
+    if isinstance(config.metadata_path, Path) and config.metadata_path.exists():
         print(run_summary.render(run_summary.summarize(config), config))
     print(f"  wall time {time.monotonic() - started:.0f} s")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components import features
+from components.locations import URI_PATTERN, Location, is_uri, join, location
 from components.training_params import TrainingParams
 
 PIPELINE_NAME = "mnist-tfx"  # also a valid Kubeflow/Vertex name: [a-z0-9][a-z0-9-]{0,127}
@@ -37,17 +38,27 @@ PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
 
 
-def default_home() -> Path:
-    """``$MNIST_TFX_HOME`` or ``~/mnist-tfx``, absolute."""
-    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve()
+MYSQL_SCHEME = "mysql"  # --metadata-path mysql://USER:PASSWORD@HOST:PORT/DATABASE
+
+
+def default_home() -> Location:
+    """``$MNIST_TFX_HOME`` or ``~/mnist-tfx``: an absolute path, or a URI."""
+    return location(os.environ.get(HOME_ENV) or str(DEFAULT_HOME), HOME_ENV)
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything a runner needs; derived paths are properties so they cannot disagree."""
 
-    home: Path = dataclasses.field(default_factory=default_home)
+    home: Location = dataclasses.field(default_factory=default_home)
     pipeline_name: str = PIPELINE_NAME
+    # Each root defaults to its place under ``home`` (filled in by __post_init__); each may be a URI.
+    data_root: Location | None = None  # the four IDX files: <home>/data
+    pipeline_root: Location | None = None  # TFX artifacts: <home>/pipelines/<name>
+    serving_root: Location | None = None  # TF Serving's model base paths: <home>/serving_model
+    # MLMD: a local SQLite file (<home>/metadata/<name>/metadata.sqlite when home is local), or
+    # mysql://USER:PASSWORD@HOST:PORT/DATABASE for a shared store. Never on an object store.
+    metadata_path: Path | str | None = None
     # Data: first N examples of each split (None = all 60,000 / 10,000).
     train_limit: int | None = None
     eval_limit: int | None = None
@@ -58,27 +69,59 @@ class PipelineConfig:
     max_accuracy_drop: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
+        home = location(self.home, "home")
+        defaults = {
+            "data_root": join(home, "data"),
+            "pipeline_root": join(home, "pipelines", self.pipeline_name),
+            "serving_root": join(home, "serving_model"),
+        }
+        object.__setattr__(self, "home", home)
+        for name, default in defaults.items():
+            value = getattr(self, name)
+            object.__setattr__(self, name, default if value is None else location(value, name))
+        object.__setattr__(self, "metadata_path", self._metadata_location(home))
         for name in ("train_limit", "eval_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive number of examples, got {value}")
 
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
+    def _metadata_location(self, home: Location) -> Path | str | None:
+        """The SQLite file (local Path), a mysql:// URI, or None when home is remote and none was set."""
+        value = self.metadata_path
+        if value is None:
+            return None if is_uri(home) else join(home, "metadata", self.pipeline_name, "metadata.sqlite")
+        if isinstance(value, str) and (match := URI_PATTERN.match(value)):
+            if match["scheme"] != MYSQL_SCHEME:
+                raise ValueError(f"metadata_path {value!r}: MLMD needs a local SQLite file or a mysql:// URI")
+            return value
+        return Path(value).expanduser().resolve()
 
     @property
-    def pipeline_root(self) -> Path:
-        return self.home / "pipelines" / self.pipeline_name
+    def data_dir(self) -> Location:
+        return self.data_root
 
     @property
-    def metadata_path(self) -> Path:
-        return self.home / "metadata" / self.pipeline_name / "metadata.sqlite"
+    def serving_model_dir(self) -> Location:
+        """The one model's base path TF Serving polls: <serving_root>/<model name>."""
+        return join(self.serving_root, features.MODEL_NAME)
 
     @property
-    def serving_model_dir(self) -> Path:
-        return self.home / "serving_model" / features.MODEL_NAME
+    def is_local(self) -> bool:
+        """Whether home, data, artifacts and models are all local paths (locks and ``os`` work there)."""
+        return all(isinstance(p, Path) for p in (self.home, self.data_root, self.pipeline_root, self.serving_root))
+
+    def metadata_connection_config(self) -> Any:
+        """MLMD's connection: SQLite (the default) or MySQL; raises if a remote home left it unset."""
+        from tfx.orchestration import metadata
+
+        if self.metadata_path is None:
+            raise ValueError(
+                f"home {self.home} is not a local path, and MLMD cannot live on an object store: "
+                "set --metadata-path (a local SQLite file, or mysql://USER:PASSWORD@HOST:PORT/DATABASE)"
+            )
+        if isinstance(self.metadata_path, Path):
+            return metadata.sqlite_metadata_connection_config(str(self.metadata_path))
+        return metadata.mysql_metadata_connection_config(**mysql_settings(self.metadata_path))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> PipelineConfig:
@@ -96,6 +139,23 @@ class PipelineConfig:
         training_names = {f.name for f in dataclasses.fields(TrainingParams)}
         training = {k: values.pop(k) for k in list(values) if k in training_names}
         return cls(**values, training=TrainingParams(**training))
+
+
+def mysql_settings(uri: str) -> dict[str, Any]:
+    """``mysql://USER:PASSWORD@HOST:PORT/DATABASE`` as the keyword arguments of TFX's MySQL config."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    database = parts.path.lstrip("/")
+    if parts.scheme != MYSQL_SCHEME or not parts.hostname or not database or "/" in database:
+        raise ValueError(f"metadata_path {uri!r}: expected mysql://USER:PASSWORD@HOST:PORT/DATABASE")
+    return {
+        "host": parts.hostname,
+        "port": parts.port or 3306,
+        "database": database,
+        "username": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+    }
 
 
 def setting_types() -> dict[str, str]:

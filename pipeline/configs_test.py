@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,54 @@ def test_pipeline_tf_env_turns_on_onednn_unless_already_set(monkeypatch) -> None
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"})
     assert "oneDNN True" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3", "hdfs"])
+def test_uri_home_stays_a_uri_in_every_root(scheme: str, tmp_path: Path) -> None:
+    home = f"{scheme}://bucket/team/"
+    config = PipelineConfig.from_env({"MNIST_TFX_HOME": home, "MNIST_TFX_METADATA_PATH": str(tmp_path / "m.db")})
+    assert (config.home, config.data_dir, config.pipeline_root, config.serving_model_dir) == (
+        f"{scheme}://bucket/team", f"{scheme}://bucket/team/data", f"{scheme}://bucket/team/pipelines/mnist-tfx",
+        f"{scheme}://bucket/team/serving_model/mnist")
+    assert config.metadata_path == tmp_path / "m.db" and not config.is_local
+
+
+def test_each_root_on_its_own_flag_or_variable(tmp_path: Path) -> None:
+    env = {"MNIST_TFX_HOME": str(tmp_path), "MNIST_TFX_DATA_ROOT": "gs://data-bucket",
+           "MNIST_TFX_SERVING_ROOT": "s3://models/serving"}
+    config = PipelineConfig.from_env(env, pipeline_root="hdfs://namenode/tfx", metadata_path="~/m.sqlite")
+    assert config.data_dir == "gs://data-bucket"
+    assert config.pipeline_root == "hdfs://namenode/tfx"
+    assert config.serving_model_dir == "s3://models/serving/mnist"
+    assert config.metadata_path == Path("~/m.sqlite").expanduser()
+    assert str(config.metadata_connection_config().sqlite.filename_uri) == str(Path("~/m.sqlite").expanduser())
+    local = PipelineConfig.from_env(env, data_root="relative/data")
+    assert local.data_dir == Path("relative/data").resolve() and local.home == tmp_path
+
+
+def test_remote_home_needs_a_metadata_setting() -> None:
+    config = PipelineConfig(home="gs://bucket")
+    assert config.metadata_path is None
+    with pytest.raises(ValueError, match="MLMD cannot live on an object store: set --metadata-path"):
+        config.metadata_connection_config()
+
+
+def test_mysql_metadata_connection() -> None:
+    config = PipelineConfig(home="gs://bucket", metadata_path="mysql://ml%40team:s%3Acret@db.internal:3307/mlmd")
+    mysql = config.metadata_connection_config().mysql
+    assert (mysql.host, mysql.port, mysql.database, mysql.user, mysql.password) == (
+        "db.internal", 3307, "mlmd", "ml@team", "s:cret")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"home": "http://example.com/x"}, "home 'http://example.com/x': scheme http:// is not supported"),
+        ({"data_root": "gs://"}, "data_root 'gs://': a URI needs a bucket or host after gs://"),
+        ({"metadata_path": "gs://bucket/m.db"}, "MLMD needs a local SQLite file or a mysql:// URI"),
+        ({"metadata_path": "mysql://host"}, "expected mysql://USER:PASSWORD@HOST:PORT/DATABASE"),
+    ],
+)
+def test_bad_locations_say_what_is_wrong(overrides: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PipelineConfig(**{"home": tmp_path, **overrides}).metadata_connection_config()

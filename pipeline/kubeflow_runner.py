@@ -2,8 +2,9 @@
 
 Compiled offline with TFX's ``KubeflowV2DagRunner`` from the same ``create_pipeline`` and
 ``PipelineConfig`` as ``mnist-tfx run``. ``.json`` writes a Vertex ``PipelineJob``; ``.yaml``/``.yml``
-writes the bare ``PipelineSpec`` that ``kfp.Client`` uploads. Paths from the config (data, serving
-model) must be valid inside the image; artifacts go to ``pipeline_root`` (e.g. ``gs://…``).
+writes the bare ``PipelineSpec`` that ``kfp.Client`` uploads. Every location comes from the config
+(``--home`` or ``--data-root``/``--pipeline-root``/``--serving-root``): give URIs the cluster reaches
+(``gs://…``); a local path in the spec would name a directory that does not exist there.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ DEFAULT_IMAGE = "mnist-tfx:latest"
 SUFFIXES = (".json", ".yaml", ".yml")
 
 
-def compile_pipeline(config: configs.PipelineConfig, out: Path, image: str = DEFAULT_IMAGE,
-                     pipeline_root: str | None = None) -> tuple[int, str]:
+def compile_pipeline(config: configs.PipelineConfig, out: Path, image: str = DEFAULT_IMAGE) -> tuple[int, str]:
     """Writes the spec to ``out`` (its suffix picks the format); returns (components, pipeline root)."""
     # TFX takes about a minute to import: callers check their arguments first.
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
@@ -25,7 +25,6 @@ def compile_pipeline(config: configs.PipelineConfig, out: Path, image: str = DEF
     from pipeline.pipeline import create_pipeline
 
     tfx_pipeline = create_pipeline(config, with_metadata=False)  # the orchestrator brings MLMD
-    tfx_pipeline.pipeline_info.pipeline_root = pipeline_root or str(config.pipeline_root)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=str(out.parent.resolve()),

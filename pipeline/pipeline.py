@@ -12,7 +12,7 @@ from tfx.components import (
 )
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
-from tfx.orchestration import metadata, pipeline
+from tfx.orchestration import pipeline
 from tfx.proto import pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
@@ -65,7 +65,8 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config.min_accuracy, config.max_accuracy_drop),
     )
-    # Push a blessed model to <home>/serving_model/mnist/<version>/, atomically.
+    # Push a blessed model to <serving_root>/mnist/<version>/: atomically on a local disk, saved_model.pb
+    # last on an object store (components/pusher.py).
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -88,8 +89,6 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
             pusher,
         ],
         enable_cache=True,
-        metadata_connection_config=(
-            metadata.sqlite_metadata_connection_config(str(config.metadata_path)) if with_metadata else None
-        ),
+        metadata_connection_config=config.metadata_connection_config() if with_metadata else None,
         beam_pipeline_args=list(config.beam_args),
     )

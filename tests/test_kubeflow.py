@@ -6,6 +6,7 @@ The kfp and Vertex SDKs are imported inside the slow tests: importing them takes
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,29 @@ def test_bad_arguments_exit_2_with_an_error(tmp_path: Path, args: tuple[str, ...
     assert run.returncode == 2, run.output
     assert "error: " in run.output and message in run.output, run.output
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def _strings(value: object) -> list[str]:
+    """Every string in a parsed JSON document, parameters' embedded JSON included (as text)."""
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.slow
+def test_a_bucket_home_puts_uris_everywhere_and_no_local_path_in_the_spec(tmp_path: Path) -> None:
+    out = tmp_path / "mnist-tfx.json"
+    bucket = "gs://my-bucket/team/mnist-tfx"
+    run = mnist_tfx("compile", "--out", str(out), "--image", IMAGE, "--home", bucket,
+                    "--serving-root", "gs://serving-bucket/models", home=tmp_path, timeout=600)
+    assert run.returncode == 0, run.output[-5000:]
+    job = json.loads(out.read_text())
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert _parameter(tasks["MnistExampleGen"], "input_base") == f"{bucket}/data"
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == f"{bucket}/pipelines/mnist-tfx"
+    pusher = json.loads(_parameter(tasks["Pusher"], "push_destination"))
+    assert pusher["filesystem"]["base_directory"] == "gs://serving-bucket/models/mnist"
+    local = re.compile(r"""(^|[\s"'=(,])(/|~|file:)[\w.~-]""")  # an absolute or home-relative local path
+    assert [s for s in _strings(job) if local.search(s) or str(tmp_path) in s] == []

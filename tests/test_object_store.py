@@ -1,0 +1,187 @@
+"""Everything on gs://, against a real local GCS server (tests/gcs_emulator.py), no network.
+
+Each step runs in a subprocess whose environment points TensorFlow and Beam at the emulator
+(TensorFlow reads its filesystem settings once, at import). What is on the bucket is read back with
+the google-cloud-storage client, independently of the code under test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.mnist_data import FILES
+from tests.gcs_emulator import Gcs, running
+
+REPO = Path(__file__).resolve().parents[1]
+HALF_PLUS_TWO = (
+    REPO.parent / "shared" / "fixtures" / "tf_serving_testdata" / "saved_model_half_plus_two_cpu" / "00000123"
+)
+HALF_PLUS_TWO_FILES = [
+    "assets/foo.txt",
+    "saved_model.pb",
+    "variables/variables.data-00000-of-00001",
+    "variables/variables.index",
+]
+
+# Pushes argv[1] to argv[2] with components.pusher.push, printing "version written" per push; with
+# argv[3] = "staging" or "version", the process SIGKILLs itself at that point of the push: in the
+# middle of the upload to staging, or with every file but saved_model.pb copied to the version.
+PUSH_SCRIPT = """
+import os, signal, sys
+from components import pusher
+model, base, die_in = sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else ""
+real_copy, copies = pusher.fileio.copy, []
+def copy(source, target, overwrite=False):
+    top = target[len(base) + 1:].split("/")[0]
+    if die_in == "staging" and top.startswith(pusher.STAGING_PREFIX) and len(copies) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if die_in == "version" and top.isdigit() and target.endswith("/saved_model.pb"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    copies.append(target)
+    real_copy(source, target, overwrite)
+pusher.fileio.copy = copy
+for _ in range(1 if die_in else 2):
+    version, written = pusher.push(model, base)
+    print("pushed", version, written, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gcs]:
+    """One emulator for the module's tests; each test writes under its own prefix."""
+    with running(tmp_path_factory.mktemp("gcs")) as store:
+        yield store
+
+
+def _run(gcs: Gcs, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=gcs.env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _tops(gcs: Gcs, prefix: str) -> set[str]:
+    """The first path component of every object under ``prefix/``: what TF Serving's poller lists."""
+    return {name[len(prefix) + 1 :].split("/")[0] for name in gcs.objects(prefix + "/")} - {""}
+
+
+@pytest.mark.slow
+def test_push_to_gs_is_tf_serving_layout_and_an_interrupted_push_shows_no_loadable_version(gcs: Gcs) -> None:
+    base_path = "serving_model/half_plus_two"
+    base = gcs.uri(base_path)
+
+    died = _run(gcs, "-c", PUSH_SCRIPT, str(HALF_PLUS_TWO), base, "staging")
+    assert died.returncode == -9, died.stderr[-3000:]
+    tops = _tops(gcs, base_path)
+    assert tops and all(t.startswith(".tmp-") for t in tops), tops  # no numeric version appeared
+
+    died = _run(gcs, "-c", PUSH_SCRIPT, str(HALF_PLUS_TWO), base, "version")
+    assert died.returncode == -9, died.stderr[-3000:]
+    [partial] = [t for t in _tops(gcs, base_path) if t.isdigit()]
+    partial_files = {n.split("/", 3)[3] for n in gcs.objects(f"{base_path}/{partial}/") if not n.endswith("/")}
+    assert "saved_model.pb" not in partial_files and "variables/variables.index" in partial_files
+
+    done = _run(gcs, "-c", PUSH_SCRIPT, str(HALF_PLUS_TWO), base)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (_, version, written), (_, again, rewritten) = (line.split() for line in done.stdout.splitlines())
+    assert (written, again, rewritten) == ("True", version, "False")  # the unchanged model is not pushed twice
+    assert _tops(gcs, base_path) == {version}  # leftovers of both interrupted pushes are gone
+    pushed = gcs.objects(f"{base_path}/{version}/")
+    files = {name.split("/", 3)[3]: data for name, data in pushed.items() if not name.endswith("/")}
+    assert sorted(files) == HALF_PLUS_TWO_FILES
+    assert all(data == (HALF_PLUS_TWO / name).read_bytes() for name, data in files.items())
+
+
+@pytest.mark.slow
+def test_data_dest_gs_uploads_the_verified_files_whole(gcs: Gcs, tmp_path: Path) -> None:
+    mnist_tfx = str(Path(sys.executable).parent / "mnist-tfx")
+    local = subprocess.run(
+        [mnist_tfx, "data", "--dest", str(tmp_path / "local")], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert local.returncode == 0, local.stderr
+    dest = gcs.uri("team", "data")
+    done = subprocess.run(
+        [mnist_tfx, "data", "--dest", dest + "/"], cwd=REPO, env=gcs.env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("source: ") and sum(line.startswith("verified: ") for line in lines) == 5
+    assert [line for line in lines if line.startswith("uploaded: ")] == [
+        f"uploaded: {dest}/{name}" for name in sorted(FILES.values())
+    ]
+    uploaded = {
+        name.rsplit("/", 1)[1]: data for name, data in gcs.objects("team/data/").items() if not name.endswith("/")
+    }  # makedirs leaves a "directory" placeholder
+    assert sorted(uploaded) == sorted(FILES.values())  # no staging object left behind
+    for name, data in uploaded.items():
+        expected = (tmp_path / "local" / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == hashlib.sha256(expected).hexdigest(), name
+
+
+@pytest.mark.slow
+def test_data_dest_with_an_unsupported_scheme_is_refused_before_any_work(tmp_path: Path) -> None:
+    from cli.data import main
+
+    assert main(["--dest", "ftp://host/data"], default_dest="unused") == 2
+
+
+# A partial run of the real pipeline, ExampleGen → StatisticsGen → SchemaGen → ExampleValidator, with home, data, pipeline root and serving root on gs:// (argv[1]) and MLMD in argv[2].
+SLICE_SCRIPT = """
+import sys
+from tfx.orchestration.beam import beam_dag_runner
+from tfx.orchestration.pipeline import RunOptions
+from pipeline import configs
+from pipeline.pipeline import create_pipeline
+config = configs.PipelineConfig(home=sys.argv[1], metadata_path=sys.argv[2])
+beam_dag_runner.BeamDagRunner().run(
+    create_pipeline(config), run_options=RunOptions(from_nodes=["MnistExampleGen"], to_nodes=["ExampleValidator"]))
+"""
+SLICE_IMAGES = {"train": 24, "t10k": 12}  # files far below the ~128 KB TensorFlow's GCS plugin reads here
+
+
+@pytest.mark.slow
+def test_data_checks_run_with_every_root_on_gs(gcs: Gcs, data_dir: Path, tmp_path: Path) -> None:
+    from ml_metadata.proto import metadata_store_pb2
+
+    from components import mnist_data
+    from components.idx import write_idx
+    from reports import run_record
+
+    local = tmp_path / "slice"
+    local.mkdir()
+    for part, count in SLICE_IMAGES.items():
+        images, labels = mnist_data.load(data_dir, part)
+        write_idx(local / FILES[part, "images"], images[:count])
+        write_idx(local / FILES[part, "labels"], labels[:count])
+    home = gcs.uri("slice-home")
+    upload = _run(
+        gcs,
+        "-c",
+        "import sys; from components import uploads; uploads.upload(sys.argv[1], sys.argv[3:], sys.argv[2])",
+        str(local),
+        f"{home}/data",
+        *sorted(p.name for p in local.iterdir()),
+    )
+    assert upload.returncode == 0, upload.stderr[-3000:]
+    metadata = tmp_path / "metadata.sqlite"  # MLMD stays local: SQLite cannot live on a bucket
+
+    done = _run(gcs, "-c", SLICE_SCRIPT, home, str(metadata), timeout=900)
+    assert done.returncode == 0, done.stderr[-5000:]
+    store = run_record.connect(metadata)
+    states = {
+        store.get_execution_types_by_id([e.type_id])[0].name.rsplit(".", 1)[-1]: e.last_known_state
+        for e in store.get_executions()
+    }
+    assert len(states) == 4 and set(states.values()) == {metadata_store_pb2.Execution.COMPLETE}, states
+    artifacts = {a.type_id: a.uri for a in store.get_artifacts()}
+    assert artifacts and all(uri.startswith(f"{home}/pipelines/mnist-tfx/") for uri in artifacts.values())
+    written = gcs.objects("slice-home/pipelines/mnist-tfx/")
+    components = {name.split("/")[3] for name in written}
+    assert {"MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator"} <= components
+    [schema] = [data for name, data in written.items() if name.endswith("/schema.pbtxt")]
+    assert b'name: "image"' in schema and b'name: "label"' in schema
