@@ -40,6 +40,8 @@ def declared_tensor_request(dtype: int, dims: list[int], **values):
         tensor.tensor_shape.dim.add(size=size)
     request.inputs["x"].CopyFrom(tensor)
     return request
+
+
 MIB = 1024 * 1024
 
 
@@ -76,8 +78,12 @@ def abusive_requests(case: int, rest: str, grpc_address: str) -> list[str]:
     bodies: list[tuple[str, bytes]] = []
     if case == 1:  # 1 MB context, 50 empty examples (the issue: 4 MB and 200)
         context = {"x": [0.5] * (MIB // 5)}
-        bodies = [("classify", json.dumps({"signature_name": "classify_x_to_y", "context": context,
-                                           "examples": [{}] * 50}).encode())]
+        bodies = [
+            (
+                "classify",
+                json.dumps({"signature_name": "classify_x_to_y", "context": context, "examples": [{}] * 50}).encode(),
+            )
+        ]
     elif case == 3:  # two 16 MiB bodies at once (the issue: two 64 MiB), nested empty lists
         body = b'{"instances": [' + b",".join([b"[]"] * (16 * MIB // 3)) + b"]}"
         bodies = [("predict", body), ("predict", body)]
@@ -94,8 +100,10 @@ def abusive_requests(case: int, rest: str, grpc_address: str) -> list[str]:
 
         with grpc.insecure_channel(grpc_address) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            for dtype, dims, values in ((types_pb2.DT_FLOAT, [2**25, 1], {}),  # the issue: 2^27
-                                        (types_pb2.DT_STRING, [2**18], {"string_val": [b"x"]})):
+            for dtype, dims, values in (
+                (types_pb2.DT_FLOAT, [2**25, 1], {}),  # the issue: 2^27
+                (types_pb2.DT_STRING, [2**18], {"string_val": [b"x"]}),
+            ):
                 try:
                     stub.Predict(declared_tensor_request(dtype, dims, **values), timeout=120)
                     outcomes.append("OK")
@@ -113,9 +121,13 @@ def abusive_requests(case: int, rest: str, grpc_address: str) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist-tfx", required=True, help="the console script of the server to probe")
-    parser.add_argument("--case", type=int, choices=(1, 2, 3, 4, 5), required=True,
-                        help="1-4: the issue's cases; 5: case 3's timed-out work (use a short "
-                             "--rest_api_timeout_in_ms)")
+    parser.add_argument(
+        "--case",
+        type=int,
+        choices=(1, 2, 3, 4, 5),
+        required=True,
+        help="1-4: the issue's cases; 5: case 3's timed-out work (use a short " "--rest_api_timeout_in_ms)",
+    )
     parser.add_argument("--server-flag", action="append", default=[], help="extra `serve` flag")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds watched after the answers")
     args = parser.parse_args()
@@ -125,9 +137,19 @@ def main() -> int:
         grpc_port, rest_port = free_port(), free_port()
         rest = f"http://127.0.0.1:{rest_port}"
         server = subprocess.Popen(
-            [args.mnist_tfx, "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-             f"--model_name={MODEL}", f"--model_base_path={base}", *args.server_flag],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            [
+                args.mnist_tfx,
+                "serve",
+                f"--port={grpc_port}",
+                f"--rest_api_port={rest_port}",
+                f"--model_name={MODEL}",
+                f"--model_base_path={base}",
+                *args.server_flag,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
         try:
             for _ in range(600):
                 try:
@@ -169,15 +191,23 @@ def main() -> int:
             time.sleep(args.settle)
             done.set()
             watcher.join(150)
-            print(json.dumps({
-                "case": args.case, "server": args.mnist_tfx,
-                "abusive_outcomes": outcomes, "answered_s": round(answered, 2),
-                "peak_rss_growth_mb": round((proc_status(server.pid, "VmHWM") - rss0) / MIB, 1),
-                "server_cpu_s_until_answered": round(cpu_answered - cpu0, 2),
-                "server_cpu_s_in_settle": round(cpu_seconds(server.pid) - cpu_answered, 2),
-                "good_requests": len(latencies), "good_failures": failures[:5],
-                "good_worst_latency_ms": round(max(latencies) * 1000, 1) if latencies else None,
-            }, indent=1))
+            print(
+                json.dumps(
+                    {
+                        "case": args.case,
+                        "server": args.mnist_tfx,
+                        "abusive_outcomes": outcomes,
+                        "answered_s": round(answered, 2),
+                        "peak_rss_growth_mb": round((proc_status(server.pid, "VmHWM") - rss0) / MIB, 1),
+                        "server_cpu_s_until_answered": round(cpu_answered - cpu0, 2),
+                        "server_cpu_s_in_settle": round(cpu_seconds(server.pid) - cpu_answered, 2),
+                        "good_requests": len(latencies),
+                        "good_failures": failures[:5],
+                        "good_worst_latency_ms": round(max(latencies) * 1000, 1) if latencies else None,
+                    },
+                    indent=1,
+                )
+            )
         finally:
             server.terminate()
             try:

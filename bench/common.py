@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHUFFLE_BUFFER = TrainingParams.shuffle_buffer  # the Trainer's default
 # TF Serving's test models and configs: beside the checkout (`../shared/...`), or $TF_SERVING_TESTDATA.
 TF_SERVING_TESTDATA = Path(
-    os.environ.get("TF_SERVING_TESTDATA") or REPO.parent / "shared" / "fixtures" / "tf_serving_testdata")
+    os.environ.get("TF_SERVING_TESTDATA") or REPO.parent / "shared" / "fixtures" / "tf_serving_testdata"
+)
 RESULTS = Path(os.environ.get("MNIST_TFX_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
@@ -101,8 +102,9 @@ def targets_table(targets: list[dict[str, Any]]) -> str:
     return table([shown(t) for t in targets], ["target", "measured", "goal", ""])
 
 
-def write(name: str, args: argparse.Namespace, results: dict[str, Any], targets: list[dict[str, Any]],
-          started: float) -> Path:
+def write(
+    name: str, args: argparse.Namespace, results: dict[str, Any], targets: list[dict[str, Any]], started: float
+) -> Path:
     """``bench/results/<name>.json``: arguments, machine, results, targets, seconds taken."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"

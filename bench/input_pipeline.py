@@ -36,10 +36,14 @@ def write_transformed(images: np.ndarray, labels: np.ndarray, split_dir: Path) -
     path = split_dir / "transformed_examples-00000-of-00001.gz"
     with tf.io.TFRecordWriter(str(path), tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
         for pixels, label in zip(scaled, labels):
-            example = tf.train.Example(features=tf.train.Features(feature={
-                features.IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=pixels)),
-                features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-            }))
+            example = tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        features.IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=pixels)),
+                        features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                    }
+                )
+            )
             writer.write(example.SerializeToString())
     return str(split_dir / "transformed_examples-*.gz")
 
@@ -60,9 +64,15 @@ def train_epochs(examples: tf.data.Dataset, test: tf.data.Dataset, batch_size: i
     """Images/s of each epoch of the Trainer's custom loop fed by ``examples``."""
     keras.utils.set_random_seed(0)
     rates: list[float] = []
-    training.train(build_cnn_basic(), dataset.batched(examples, batch_size, common.SHUFFLE_BUFFER, seed=0),
-                   dataset.batched(test, batch_size), epochs, keras.optimizers.Adam(1e-3), n,
-                   on_epoch=lambda r: rates.append(r.images_per_second))
+    training.train(
+        build_cnn_basic(),
+        dataset.batched(examples, batch_size, common.SHUFFLE_BUFFER, seed=0),
+        dataset.batched(test, batch_size),
+        epochs,
+        keras.optimizers.Adam(1e-3),
+        n,
+        on_epoch=lambda r: rates.append(r.images_per_second),
+    )
     return rates
 
 
@@ -91,29 +101,60 @@ def main() -> None:
         pattern = write_transformed(images, labels, Path(tmp) / "Split-train")
         write_seconds = time.perf_counter() - t0
         transformed = dataset.load_transformed([pattern], FEATURE_SPEC)
-        iterate = {"trainer_dataset": summary(iterate_epochs(transformed, args.batch_size, args.epochs, args.images)),
-                   "in_memory": summary(iterate_epochs(common.in_memory_examples(images, labels), args.batch_size, args.epochs,
-                                                       args.images))}
+        iterate = {
+            "trainer_dataset": summary(iterate_epochs(transformed, args.batch_size, args.epochs, args.images)),
+            "in_memory": summary(
+                iterate_epochs(common.in_memory_examples(images, labels), args.batch_size, args.epochs, args.images)
+            ),
+        }
         m = args.train_images
         test = common.in_memory_examples(test_images[:1000], test_labels[:1000])
-        fed = {"trainer_dataset": summary(train_epochs(transformed.take(m), test, args.batch_size, 3, m)),
-               "in_memory": summary(train_epochs(common.in_memory_examples(images[:m], labels[:m]), test, args.batch_size, 3, m))}
+        fed = {
+            "trainer_dataset": summary(train_epochs(transformed.take(m), test, args.batch_size, 3, m)),
+            "in_memory": summary(
+                train_epochs(common.in_memory_examples(images[:m], labels[:m]), test, args.batch_size, 3, m)
+            ),
+        }
     ratio = iterate["trainer_dataset"]["later_epochs_median"] / iterate["in_memory"]["later_epochs_median"]
     first = iterate["trainer_dataset"]["first_epoch"] / iterate["in_memory"]["first_epoch"]
     fed_ratio = fed["trainer_dataset"]["later_epochs_median"] / fed["in_memory"]["later_epochs_median"]
-    rows = [["iterate, epoch 1 (Trainer's: parse + cache)", iterate["trainer_dataset"]["first_epoch"],
-             iterate["in_memory"]["first_epoch"], first],
-            ["iterate, later epochs (median)", iterate["trainer_dataset"]["later_epochs_median"],
-             iterate["in_memory"]["later_epochs_median"], ratio],
-            ["training, epochs 2-3 (median)", fed["trainer_dataset"]["later_epochs_median"],
-             fed["in_memory"]["later_epochs_median"], fed_ratio]]
-    print(f"\n{args.images} images ({m} for training), batch {args.batch_size}; "
-          f"writing the TFRecords took {write_seconds:.1f} s")
+    rows = [
+        [
+            "iterate, epoch 1 (Trainer's: parse + cache)",
+            iterate["trainer_dataset"]["first_epoch"],
+            iterate["in_memory"]["first_epoch"],
+            first,
+        ],
+        [
+            "iterate, later epochs (median)",
+            iterate["trainer_dataset"]["later_epochs_median"],
+            iterate["in_memory"]["later_epochs_median"],
+            ratio,
+        ],
+        [
+            "training, epochs 2-3 (median)",
+            fed["trainer_dataset"]["later_epochs_median"],
+            fed["in_memory"]["later_epochs_median"],
+            fed_ratio,
+        ],
+    ]
+    print(
+        f"\n{args.images} images ({m} for training), batch {args.batch_size}; "
+        f"writing the TFRecords took {write_seconds:.1f} s"
+    )
     print(common.table(rows, ["images/s", "Trainer's dataset", "in-memory", "ratio"], floatfmt=".2f"))
-    results = {"write_seconds": write_seconds, "iterate": iterate, "training": fed,
-               "ratio_iterate": ratio, "ratio_first_epoch": first, "ratio_training": fed_ratio}
-    targets = [common.target("input: Trainer's dataset / in-memory (cached epochs)", ratio, ">=", 0.9, "×"),
-               common.target("input: same, feeding training", fed_ratio, ">=", 0.9, "×")]
+    results = {
+        "write_seconds": write_seconds,
+        "iterate": iterate,
+        "training": fed,
+        "ratio_iterate": ratio,
+        "ratio_first_epoch": first,
+        "ratio_training": fed_ratio,
+    }
+    targets = [
+        common.target("input: Trainer's dataset / in-memory (cached epochs)", ratio, ">=", 0.9, "×"),
+        common.target("input: same, feeding training", fed_ratio, ">=", 0.9, "×"),
+    ]
     common.write("input_pipeline", args, results, targets, started)
 
 

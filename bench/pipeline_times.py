@@ -51,8 +51,9 @@ def read_runs(metadata_path: Path, pipeline_name: str) -> list[Run]:
         if not executions:
             continue
         nodes = [run_record.node_record(e, run_record.node_id_of(store, e.id, pipeline_name)) for e in executions]
-        span = (max(e.last_update_time_since_epoch for e in executions)
-                - min(e.create_time_since_epoch for e in executions)) / 1000
+        span = (
+            max(e.last_update_time_since_epoch for e in executions) - min(e.create_time_since_epoch for e in executions)
+        ) / 1000
         runs.append(Run(context.name, nodes, span))
     return runs
 
@@ -60,7 +61,7 @@ def read_runs(metadata_path: Path, pipeline_name: str) -> list[Run]:
 def fresh_and_rerun(runs: list[Run]) -> tuple[Run | None, Run | None]:
     """The newest run that trained, and the newest later run whose Trainer was cached."""
     fresh = next((r for r in reversed(runs) if r.state("Trainer") == "COMPLETE"), None)
-    later = runs[runs.index(fresh) + 1:] if fresh else runs
+    later = runs[runs.index(fresh) + 1 :] if fresh else runs
     return fresh, next((r for r in reversed(later) if r.state("Trainer") == "CACHED"), None)
 
 
@@ -73,8 +74,14 @@ def run_slice(home: Path) -> list[float]:
     walls = []
     for attempt in ("first run", "unchanged re-run"):
         started = time.perf_counter()
-        done = subprocess.run([CLI, "run", "--home", str(home), *SLICE_ARGS], env=env, cwd=common.REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        done = subprocess.run(
+            [CLI, "run", "--home", str(home), *SLICE_ARGS],
+            env=env,
+            cwd=common.REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         walls.append(time.perf_counter() - started)
         if done.returncode:
             sys.exit(f"{attempt} failed ({done.returncode}):\n{done.stdout[-4000:]}")
@@ -89,8 +96,13 @@ def cli_startup(repeats: int) -> dict[str, float]:
         samples = []
         for _ in range(repeats):
             started = time.perf_counter()
-            subprocess.run([CLI, *command, "--help"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            subprocess.run(
+                [CLI, *command, "--help"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            )
             samples.append(time.perf_counter() - started)
         times[" ".join(["mnist-tfx", *command, "--help"])] = statistics.median(samples)
     return times
@@ -117,10 +129,19 @@ def main() -> None:
     label = "slice" if args.quick else "default run"
     if fresh:
         ids = list(dict.fromkeys(n.node_id for n in fresh.nodes))
-        rows = [[node, fresh.state(node), fresh.seconds_of(node), rerun.state(node) if rerun else None,
-                 rerun.seconds_of(node) if rerun else None] for node in ids]
-        rows.append(["wall (MLMD: first start to last update)", "", fresh.seconds, "",
-                     rerun.seconds if rerun else None])
+        rows = [
+            [
+                node,
+                fresh.state(node),
+                fresh.seconds_of(node),
+                rerun.state(node) if rerun else None,
+                rerun.seconds_of(node) if rerun else None,
+            ]
+            for node in ids
+        ]
+        rows.append(
+            ["wall (MLMD: first start to last update)", "", fresh.seconds, "", rerun.seconds if rerun else None]
+        )
         if process_walls:
             rows.append(["wall (whole `mnist-tfx run` process)", "", process_walls[0], "", process_walls[1]])
         print(f"\n{label} in {config.home}")
@@ -139,11 +160,17 @@ def main() -> None:
         "not_trainer_percent": share,
         "cli_startup_seconds": startup,
     }
-    targets = [common.target(f"pipeline: unchanged re-run ({label})", rerun_seconds, "<=", 60, " s"),
-               common.target(f"pipeline: all but Trainer, share of {label}", share, "<=", 25, " %")]
+    targets = [
+        common.target(f"pipeline: unchanged re-run ({label})", rerun_seconds, "<=", 60, " s"),
+        common.target(f"pipeline: all but Trainer, share of {label}", share, "<=", 25, " %"),
+    ]
     if rerun is not None and not all_cached:
-        print("the re-run was not all cached: " + ", ".join(
-            f"{n.node_id} {n.state}" for n in rerun.nodes if n.state != "CACHED" and "resolver" not in n.node_id))
+        print(
+            "the re-run was not all cached: "
+            + ", ".join(
+                f"{n.node_id} {n.state}" for n in rerun.nodes if n.state != "CACHED" and "resolver" not in n.node_id
+            )
+        )
     common.write("pipeline_times", args, results, targets, started)
 
 

@@ -48,18 +48,38 @@ def main() -> int:
             print(f"\n=== {' '.join(command[2:])}", flush=True)
             t0 = time.perf_counter()
             code = subprocess.run(command, cwd=common.REPO).returncode
-            runs[name] = {"returncode": code, "seconds": round(time.perf_counter() - t0, 1),
-                          "result": str(result) if result.exists() else None}
+            runs[name] = {
+                "returncode": code,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "result": str(result) if result.exists() else None,
+            }
             if result.exists():
                 targets += [{"benchmark": name, **t} for t in json.loads(result.read_text())["targets"]]
     print("\n=== summary" + (" (quick mode: small settings, pipeline on a slice)" if args.quick else ""))
-    print(common.table([[n, "ok" if r["returncode"] == 0 else f"FAILED ({r['returncode']})", r["seconds"]]
-                        for n, r in runs.items()], ["benchmark", "", "s"]))
+    print(
+        common.table(
+            [
+                [n, "ok" if r["returncode"] == 0 else f"FAILED ({r['returncode']})", r["seconds"]]
+                for n, r in runs.items()
+            ],
+            ["benchmark", "", "s"],
+        )
+    )
     print(common.targets_table(targets))
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     out = common.RESULTS / "summary.json"
-    out.write_text(json.dumps({"quick": args.quick, "machine": common.machine(), "benchmarks": runs,
-                               "targets": targets, "seconds": round(time.perf_counter() - started, 1)}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "quick": args.quick,
+                "machine": common.machine(),
+                "benchmarks": runs,
+                "targets": targets,
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out} ({time.perf_counter() - started:.0f} s in all)")
     return 0 if all(r["returncode"] == 0 for r in runs.values()) else 1
 

@@ -68,16 +68,25 @@ def latest_version(base_path: Path) -> Path | None:
 def start_server(model: Model, batching: bool, tmp: str) -> tuple[subprocess.Popen, int, int]:
     """`serving.server.main` in a subprocess; returns it with its gRPC and REST ports once serving."""
     grpc_port, rest_port = common.free_port(), common.free_port()
-    args = [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_name={model.name}",
-            f"--model_base_path={model.base_path}"]
+    args = [
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        f"--model_name={model.name}",
+        f"--model_base_path={model.base_path}",
+    ]
     if batching:
         params = Path(tmp) / "batching.txt"
         params.write_text(BATCHING)
         args += ["--enable_batching", f"--batching_parameters_file={params}"]
     code = "import sys; from serving.server import main; sys.exit(main(sys.argv[1:], ''))"
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=common.REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=common.REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     for line in proc.stdout:
         if "Exporting HTTP/REST API" in line:
             return proc, grpc_port, rest_port
@@ -126,7 +135,9 @@ def rest_call(model: Model, port: int) -> Callable[[], Call]:
             response = connection.getresponse()
             text = response.read()
             assert response.status == 200, text
+
         return call
+
     return make
 
 
@@ -142,6 +153,7 @@ def grpc_call(model: Model, port: int) -> Callable[[], Call]:
     def make() -> Call:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
         return lambda: stub.Predict(request, timeout=30)
+
     return make
 
 
@@ -156,8 +168,13 @@ def in_process_call(model: Model, batch: int = 1) -> Callable[[], Call]:
 
 def stats(latencies: np.ndarray, wall: float) -> dict[str, float]:
     p50, p90, p99 = np.percentile(latencies, [50, 90, 99]) * 1000
-    return {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "requests_per_second": len(latencies) / wall,
-            "requests": len(latencies)}
+    return {
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "requests_per_second": len(latencies) / wall,
+        "requests": len(latencies),
+    }
 
 
 def choose_model(args: argparse.Namespace) -> tuple[Model, str | None]:
@@ -174,8 +191,9 @@ def main() -> None:
     started = time.perf_counter()
     p = common.parser(__doc__)
     p.add_argument("--requests", type=int, help="requests per measurement (default 1000; quick 96)")
-    p.add_argument("--model-base-path", help="pushed model: numeric version directories "
-                                             "(default <home>/serving_model/mnist)")
+    p.add_argument(
+        "--model-base-path", help="pushed model: numeric version directories " "(default <home>/serving_model/mnist)"
+    )
     p.add_argument("--home", help="home for the default model path and MNIST data (default: the configured home)")
     args = p.parse_args()
     args.requests = args.requests or (96 if args.quick else 1000)
@@ -189,8 +207,11 @@ def main() -> None:
     batch32 = stats(*measure(in_process_call(model, BATCH), 1, max(8, args.requests // BATCH)))
     batched_limit = batch32["requests_per_second"] * BATCH
     ceiling = batched_limit / results["in-process"][32]["requests_per_second"]
-    print(f"in-process: batch of {BATCH} p50 {batch32['p50_ms']:.1f} ms = {batched_limit:.0f} examples/s; "
-          f"batching can gain at most {ceiling:.2f}x at 32 clients here", flush=True)
+    print(
+        f"in-process: batch of {BATCH} p50 {batch32['p50_ms']:.1f} ms = {batched_limit:.0f} examples/s; "
+        f"batching can gain at most {ceiling:.2f}x at 32 clients here",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for batching in (False, True):
             proc, grpc_port, rest_port = start_server(model, batching, tmp)
@@ -202,24 +223,45 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(60)
-    rows = [[path, n, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["requests_per_second"]]
-            for path, by_clients in results.items() for n, s in by_clients.items()]
-    print(f"\n{model.name} from {model.base_path}, one example per request, ~{args.requests} requests per row, "
-          f"{os.cpu_count()} CPUs shared by clients and server")
+    rows = [
+        [path, n, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["requests_per_second"]]
+        for path, by_clients in results.items()
+        for n, s in by_clients.items()
+    ]
+    print(
+        f"\n{model.name} from {model.base_path}, one example per request, ~{args.requests} requests per row, "
+        f"{os.cpu_count()} CPUs shared by clients and server"
+    )
     print(common.table(rows, ["path", "clients", "p50 ms", "p90 ms", "p99 ms", "req/s"], floatfmt=".2f"))
     rest_overhead = results["REST, batching off"][1]["p50_ms"] - results["in-process"][1]["p50_ms"]
-    speedup = {proto: results[f"{proto}, batching on"][32]["requests_per_second"]
-               / results[f"{proto}, batching off"][32]["requests_per_second"] for proto in ("REST", "gRPC")}
+    speedup = {
+        proto: results[f"{proto}, batching on"][32]["requests_per_second"]
+        / results[f"{proto}, batching off"][32]["requests_per_second"]
+        for proto in ("REST", "gRPC")
+    }
     targets = [common.target("serving: REST p50 − in-process p50, 1 client", rest_overhead, "<=", 2, " ms")]
-    targets += [common.target(f"serving: {proto} batching on/off, req/s at 32 clients", value, ">=", 3, "×")
-                for proto, value in speedup.items()]
-    print(f"model-only batching ceiling at 32 clients: {ceiling:.2f}x (in-process batch of {BATCH} "
-          f"vs {BATCH} concurrent single-example calls)")
-    common.write("serving_latency", args, {"model": model.name, "model_base_path": str(model.base_path),
-                                           "fallback": fallback, "paths": results,
-                                           "in_process_batch": {"batch": BATCH, **batch32,
-                                                                "examples_per_second": batched_limit},
-                                           "batching_ceiling_at_32_clients": ceiling}, targets, started)
+    targets += [
+        common.target(f"serving: {proto} batching on/off, req/s at 32 clients", value, ">=", 3, "×")
+        for proto, value in speedup.items()
+    ]
+    print(
+        f"model-only batching ceiling at 32 clients: {ceiling:.2f}x (in-process batch of {BATCH} "
+        f"vs {BATCH} concurrent single-example calls)"
+    )
+    common.write(
+        "serving_latency",
+        args,
+        {
+            "model": model.name,
+            "model_base_path": str(model.base_path),
+            "fallback": fallback,
+            "paths": results,
+            "in_process_batch": {"batch": BATCH, **batch32, "examples_per_second": batched_limit},
+            "batching_ceiling_at_32_clients": ceiling,
+        },
+        targets,
+        started,
+    )
 
 
 if __name__ == "__main__":

@@ -61,11 +61,21 @@ with tf.io.TFRecordWriter(version + "/assets.extra/tf_serving_warmup_requests") 
 def start(repo: Path, name: str, base_path: Path, *flags: str) -> tuple[subprocess.Popen, int]:
     """`serving.server.main` of `repo` with its own venv; returns it with its REST port once serving."""
     rest_port = free_port()
-    args = [f"--port={free_port()}", f"--rest_api_port={rest_port}", f"--model_name={name}",
-            f"--model_base_path={base_path}", *flags]
-    proc = subprocess.Popen([str(repo / ".venv" / "bin" / "python"), "-c", SERVER_CODE, *args], cwd=repo,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    args = [
+        f"--port={free_port()}",
+        f"--rest_api_port={rest_port}",
+        f"--model_name={name}",
+        f"--model_base_path={base_path}",
+        *flags,
+    ]
+    proc = subprocess.Popen(
+        [str(repo / ".venv" / "bin" / "python"), "-c", SERVER_CODE, *args],
+        cwd=repo,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     for line in proc.stdout:
         if "Exporting HTTP/REST API" in line:
             return proc, rest_port
@@ -117,25 +127,38 @@ def first_request(base_path: Path, body: dict, warmup: bool) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", type=Path, default=REPO.parent.parent / "main",
-                        help="checkout with its own .venv to compare against (default /work/main)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=REPO.parent.parent / "main",
+        help="checkout with its own .venv to compare against (default /work/main)",
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=50)
     parser.add_argument("--loads", type=int, default=3, help="server starts per warmup setting")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         version = Path(tmp) / "mnist_like" / "1"
-        subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", BUILD_MNIST_LIKE, str(version)],
-                       cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        subprocess.run(
+            [str(REPO / ".venv" / "bin" / "python"), "-c", BUILD_MNIST_LIKE, str(version)],
+            cwd=REPO,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
         image = {"instances": [np.full((28, 28), 128.0).tolist()]}
-        results = {"half_plus_two_p50_ms": ab_p50(args.baseline, "half_plus_two", FIXTURE, {"instances": [1.0]},
-                                                  args.rounds, args.per_round)}
+        results = {
+            "half_plus_two_p50_ms": ab_p50(
+                args.baseline, "half_plus_two", FIXTURE, {"instances": [1.0]}, args.rounds, args.per_round
+            )
+        }
         print(json.dumps(results), flush=True)
         baseline_copy = Path(tmp) / "mnist_like_no_warmup_file"
         shutil.copytree(version.parent, baseline_copy)  # the baseline does not replay warmup anyway
-        results["mnist_like_p50_ms"] = ab_p50(args.baseline, "mnist_like", baseline_copy, image,
-                                              args.rounds, args.per_round)
+        results["mnist_like_p50_ms"] = ab_p50(
+            args.baseline, "mnist_like", baseline_copy, image, args.rounds, args.per_round
+        )
         print(json.dumps(results), flush=True)
         firsts: dict[str, list[float]] = {"with_warmup": [], "without_warmup": []}
         for _ in range(args.loads):  # interleaved

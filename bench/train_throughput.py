@@ -62,8 +62,12 @@ def measure_interleaved(args: argparse.Namespace, ways: list[str]) -> dict[str, 
     data = common.data_dir(args.home)
     images, labels = mnist_data.load(data, "train")
     test_images, test_labels = mnist_data.load(data, "t10k")
-    train_ds = dataset.batched(common.in_memory_examples(images[: args.images], labels[: args.images]),
-                               args.batch_size, common.SHUFFLE_BUFFER, seed=0)
+    train_ds = dataset.batched(
+        common.in_memory_examples(images[: args.images], labels[: args.images]),
+        args.batch_size,
+        common.SHUFFLE_BUFFER,
+        seed=0,
+    )
     test_ds = dataset.batched(common.in_memory_examples(test_images[:1000], test_labels[:1000]), args.batch_size)
     runs = {way: epochs_of(way, train_ds, test_ds, args.images) for way in ways}
     rates: dict[str, list[float]] = {way: [] for way in ways}
@@ -78,9 +82,21 @@ def run_setting(args: argparse.Namespace, setting: str, ways: list[str]) -> dict
     """``measure_interleaved`` in a fresh process with the oneDNN switch of ``setting``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rates.json"
-        command = [sys.executable, "-m", "bench.train_throughput", "--rates-out", str(out),
-                   "--images", str(args.images), "--epochs", str(args.epochs),
-                   "--batch-size", str(args.batch_size), "--only", *ways]
+        command = [
+            sys.executable,
+            "-m",
+            "bench.train_throughput",
+            "--rates-out",
+            str(out),
+            "--images",
+            str(args.images),
+            "--epochs",
+            str(args.epochs),
+            "--batch-size",
+            str(args.batch_size),
+            "--only",
+            *ways,
+        ]
         if args.home:
             command += ["--home", args.home]
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": SETTINGS[setting], "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -109,8 +125,12 @@ def main() -> None:
     for setting in SETTINGS:
         ways = [w for w in args.only if w != "eager" or setting == EAGER_SETTING]
         for way, rates in (run_setting(args, setting, ways) if ways else {}).items():
-            results[f"{way}, {setting}"] = {"way": way, "setting": setting, "epochs": rates,
-                                            "images_per_second": statistics.median(rates[1:])}
+            results[f"{way}, {setting}"] = {
+                "way": way,
+                "setting": setting,
+                "epochs": rates,
+                "images_per_second": statistics.median(rates[1:]),
+            }
 
     def rate(way: str, setting: str) -> float | None:
         return results.get(f"{way}, {setting}", {}).get("images_per_second")
@@ -119,18 +139,40 @@ def main() -> None:
         return a / b if a and b else None
 
     stock_fit = rate("fit", EAGER_SETTING)
-    rows = [[name, r["images_per_second"], ratio(r["images_per_second"], rate("fit", r["setting"])),
-             ratio(r["images_per_second"], stock_fit), [round(x) for x in r["epochs"]]]
-            for name, r in results.items()]
+    rows = [
+        [
+            name,
+            r["images_per_second"],
+            ratio(r["images_per_second"], rate("fit", r["setting"])),
+            ratio(r["images_per_second"], stock_fit),
+            [round(x) for x in r["epochs"]],
+        ]
+        for name, r in results.items()
+    ]
     print(f"\n{args.images} images, batch {args.batch_size}, median of epochs 2..{args.epochs}, ways interleaved")
-    print(common.table(rows, ["way, setting", "images/s", "× fit (same setting)", "× fit (oneDNN off)",
-                              "per epoch"], floatfmt=".2f"))
+    print(
+        common.table(
+            rows,
+            ["way, setting", "images/s", "× fit (same setting)", "× fit (oneDNN off)", "per epoch"],
+            floatfmt=".2f",
+        )
+    )
     ours = rate("custom", "oneDNN on")
-    targets = [common.target(f"training: custom loop / fit, {setting}", ratio(rate("custom", setting),
-                                                                               rate("fit", setting)), ">=", 1.0, "×")
-               for setting in SETTINGS]
-    targets.append(common.target("training: the Trainer's way (custom, oneDNN on) / stock fit (aim)",
-                                 ratio(ours, stock_fit), ">=", 1.3, "×"))
+    targets = [
+        common.target(
+            f"training: custom loop / fit, {setting}",
+            ratio(rate("custom", setting), rate("fit", setting)),
+            ">=",
+            1.0,
+            "×",
+        )
+        for setting in SETTINGS
+    ]
+    targets.append(
+        common.target(
+            "training: the Trainer's way (custom, oneDNN on) / stock fit (aim)", ratio(ours, stock_fit), ">=", 1.3, "×"
+        )
+    )
     common.write("train_throughput", args, results, targets, started)
 
 

@@ -23,12 +23,23 @@ def parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     add = compile_parser.add_argument
-    add("--target", choices=("kubeflow",), default="kubeflow",
-        help="orchestrator to compile for (default %(default)s: KubeflowV2DagRunner)")
-    add("--out", required=True, metavar="FILE",
-        help="spec file: FILE.json (Vertex PipelineJob) or FILE.yaml (KFP PipelineSpec)")
-    add("--image", default=DEFAULT_IMAGE,
-        help="container image with this project installed that runs every component (default %(default)s)")
+    add(
+        "--target",
+        choices=("kubeflow",),
+        default="kubeflow",
+        help="orchestrator to compile for (default %(default)s: KubeflowV2DagRunner)",
+    )
+    add(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="spec file: FILE.json (Vertex PipelineJob) or FILE.yaml (KFP PipelineSpec)",
+    )
+    add(
+        "--image",
+        default=DEFAULT_IMAGE,
+        help="container image with this project installed that runs every component (default %(default)s)",
+    )
     return compile_parser
 
 

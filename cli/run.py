@@ -19,28 +19,51 @@ def run_parser() -> argparse.ArgumentParser:
     training = TrainingParams()
     parser = argparse.ArgumentParser(prog="mnist-tfx run", description=COMMANDS["run"])
     add = parser.add_argument
-    add("--home", metavar="PATH_OR_URI",
-        help=f"home directory or gs://, s3://, hdfs:// URI (default ${configs.HOME_ENV} or {configs.DEFAULT_HOME})")
+    add(
+        "--home",
+        metavar="PATH_OR_URI",
+        help=f"home directory or gs://, s3://, hdfs:// URI (default ${configs.HOME_ENV} or {configs.DEFAULT_HOME})",
+    )
     add("--data-root", metavar="PATH_OR_URI", help="the four MNIST IDX files (default HOME/data)")
-    add("--pipeline-root", metavar="PATH_OR_URI",
-        help="where components write artifacts, e.g. gs://BUCKET/mnist-tfx (default HOME/pipelines/mnist-tfx)")
-    add("--serving-root", metavar="PATH_OR_URI",
-        help="pushed models go to SERVING_ROOT/mnist/VERSION/ (default HOME/serving_model)")
-    add("--metadata-path", metavar="FILE_OR_URI",
+    add(
+        "--pipeline-root",
+        metavar="PATH_OR_URI",
+        help="where components write artifacts, e.g. gs://BUCKET/mnist-tfx (default HOME/pipelines/mnist-tfx)",
+    )
+    add(
+        "--serving-root",
+        metavar="PATH_OR_URI",
+        help="pushed models go to SERVING_ROOT/mnist/VERSION/ (default HOME/serving_model)",
+    )
+    add(
+        "--metadata-path",
+        metavar="FILE_OR_URI",
         help="MLMD: a local SQLite file (default HOME/metadata/mnist-tfx/metadata.sqlite; required when HOME "
-        "is a URI) or mysql://USER:PASSWORD@HOST:PORT/DATABASE")
+        "is a URI) or mysql://USER:PASSWORD@HOST:PORT/DATABASE",
+    )
     add("--train-limit", type=int, help="use the first N training images (default: all 60,000)")
     add("--eval-limit", type=int, help="use the first N test images (default: all 10,000)")
-    add("--beam-arg", action="append", dest="beam_args", metavar="ARG",
-        help="a Beam pipeline argument, repeatable (e.g. --beam-arg=--direct_num_workers=2)")
+    add(
+        "--beam-arg",
+        action="append",
+        dest="beam_args",
+        metavar="ARG",
+        help="a Beam pipeline argument, repeatable (e.g. --beam-arg=--direct_num_workers=2)",
+    )
     add("--epochs", type=int, help=f"training epochs (default {training.epochs})")
     add("--batch-size", type=int, help=f"batch size (default {training.batch_size})")
     add("--learning-rate", type=float, help=f"Adam's initial learning rate (default {training.learning_rate})")
     add("--training-loop", choices=features.TRAINING_LOOPS, help="GradientTape loop (default) or Keras fit")
-    add("--distribution-strategy", choices=features.DISTRIBUTION_STRATEGIES,
-        help="tf.distribute strategy for training (multi_worker_mirrored reads TF_CONFIG)")
-    add("--min-accuracy", type=float,
-        help=f"bless only at or above this test accuracy (default {config_defaults['min_accuracy'].default})")
+    add(
+        "--distribution-strategy",
+        choices=features.DISTRIBUTION_STRATEGIES,
+        help="tf.distribute strategy for training (multi_worker_mirrored reads TF_CONFIG)",
+    )
+    add(
+        "--min-accuracy",
+        type=float,
+        help=f"bless only at or above this test accuracy (default {config_defaults['min_accuracy'].default})",
+    )
     add("--max-accuracy-drop", type=float, help="tolerated accuracy drop against the last blessed model (default 0)")
     return parser
 
@@ -61,8 +84,10 @@ def main(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if config.metadata_path is None:
-        print(f"error: home {config.home} is a URI: set --metadata-path (MLMD is a local SQLite file or MySQL)",
-              file=sys.stderr)
+        print(
+            f"error: home {config.home} is a URI: set --metadata-path (MLMD is a local SQLite file or MySQL)",
+            file=sys.stderr,
+        )
         return 2
     from components import mnist_data  # imports numpy only
 

@@ -15,9 +15,7 @@ from components.idx import write_atomic
 _COLUMNS = 10
 
 
-def save_grid(
-    images: np.ndarray, labels: np.ndarray, out_path: str | os.PathLike, n: int
-) -> None:
+def save_grid(images: np.ndarray, labels: np.ndarray, out_path: str | os.PathLike, n: int) -> None:
     """Write the first `n` images, each titled with its label, as a PNG grid (atomically)."""
     available = min(len(images), len(labels))
     if not 1 <= n <= available:

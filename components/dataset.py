@@ -11,9 +11,7 @@ from components import features
 _PARSE_BATCH = 1024  # parse many records per call: far cheaper than one at a time
 
 
-def load_transformed(
-    file_patterns: Sequence[str], feature_spec: dict[str, tf.io.FixedLenFeature]
-) -> tf.data.Dataset:
+def load_transformed(file_patterns: Sequence[str], feature_spec: dict[str, tf.io.FixedLenFeature]) -> tf.data.Dataset:
     """All (image, label) pairs of the gzipped TFRecord files, parsed once and cached in memory."""
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:

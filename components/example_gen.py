@@ -48,8 +48,10 @@ def _limits_from(exec_properties: Mapping[str, Any]) -> dict[str, int]:
     raw = exec_properties.get("custom_config")
     if not raw:
         return {}
-    config = raw if isinstance(raw, example_gen_pb2.CustomConfig) else proto_utils.json_to_proto(
-        raw if isinstance(raw, str) else json.dumps(raw), example_gen_pb2.CustomConfig()
+    config = (
+        raw
+        if isinstance(raw, example_gen_pb2.CustomConfig)
+        else proto_utils.json_to_proto(raw if isinstance(raw, str) else json.dumps(raw), example_gen_pb2.CustomConfig())
     )
     struct = struct_pb2.Struct()
     if not config.custom_config.Unpack(struct):
@@ -76,16 +78,12 @@ def read_split(split_pattern: str, limit: int | None = None) -> tuple[np.ndarray
     images = [p for p in paths if "images" in os.path.basename(p)]
     labels = [p for p in paths if "labels" in os.path.basename(p)]
     if len(images) != 1 or len(labels) != 1:
-        raise IdxFormatError(
-            f"{split_pattern}: expected one images and one labels IDX file, found {paths or 'none'}"
-        )
+        raise IdxFormatError(f"{split_pattern}: expected one images and one labels IDX file, found {paths or 'none'}")
     pixels, targets = _read_idx(images[0]), _read_idx(labels[0])
     if pixels.ndim != 3 or pixels.shape[1:] != (features.IMAGE_HEIGHT, features.IMAGE_WIDTH):
         raise IdxFormatError(f"{images[0]}: expected N×28×28 images, found shape {pixels.shape}")
     if targets.shape != (pixels.shape[0],):
-        raise IdxFormatError(
-            f"{labels[0]}: {targets.shape[0]} labels for {pixels.shape[0]} images in {images[0]}"
-        )
+        raise IdxFormatError(f"{labels[0]}: {targets.shape[0]} labels for {pixels.shape[0]} images in {images[0]}")
     if targets.size and targets.max() >= features.NUM_CLASSES:
         index = int(np.argmax(targets >= features.NUM_CLASSES))
         raise IdxFormatError(f"{labels[0]}: label {targets[index]} at index {index} is not 0-9")
@@ -97,9 +95,7 @@ def to_example(image: np.ndarray, label: int) -> tf.train.Example:
     return tf.train.Example(
         features=tf.train.Features(
             feature={
-                features.IMAGE_KEY: tf.train.Feature(
-                    int64_list=tf.train.Int64List(value=image.reshape(-1).tolist())
-                ),
+                features.IMAGE_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=image.reshape(-1).tolist())),
                 features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
             }
         )

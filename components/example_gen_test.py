@@ -34,7 +34,10 @@ def _run_executor(input_base: Path, output: Path, limits: dict) -> standard_arti
 def _read(examples: standard_artifacts.Examples, split: str) -> list[tf.train.Example]:
     uri = artifact_utils.get_split_uri([examples], split)
     files = [str(p) for p in Path(uri).glob("*.gz")]
-    return [tf.train.Example.FromString(r) for r in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator()]
+    return [
+        tf.train.Example.FromString(r)
+        for r in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator()
+    ]
 
 
 def test_slice_gives_expected_counts_and_raw_features(data_dir: Path, tmp_path: Path) -> None:
@@ -44,10 +47,15 @@ def test_slice_gives_expected_counts_and_raw_features(data_dir: Path, tmp_path: 
     assert (len(train), len(test)) == (120, 40)
     images, labels = example_gen.read_split(str(data_dir / "train-*"), limit=120)
     by_label = sorted(
-        (e.features.feature[features.LABEL_KEY].int64_list.value[0], tuple(e.features.feature[features.IMAGE_KEY].int64_list.value))
+        (
+            e.features.feature[features.LABEL_KEY].int64_list.value[0],
+            tuple(e.features.feature[features.IMAGE_KEY].int64_list.value),
+        )
         for e in train
     )
-    assert by_label == sorted((int(label), tuple(int(p) for p in image.reshape(-1))) for image, label in zip(images, labels))
+    assert by_label == sorted(
+        (int(label), tuple(int(p) for p in image.reshape(-1))) for image, label in zip(images, labels)
+    )
     assert all(len(e.features.feature[features.IMAGE_KEY].int64_list.value) == 784 for e in test)
 
 

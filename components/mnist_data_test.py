@@ -248,8 +248,7 @@ def test_tampered_hub_pickle_is_refused(tmp_path):
         f.write(bytes([byte[0] ^ 1]))
     got = hashlib.sha256(tampered.read_bytes()).hexdigest()
     assert _refusal(tmp_path, tampered) == (
-        f"{tampered}: SHA-256 mismatch (expected {mnist_data.HUB_PICKLE_SHA256}, got {got}); "
-        "refusing to unpickle"
+        f"{tampered}: SHA-256 mismatch (expected {mnist_data.HUB_PICKLE_SHA256}, got {got}); " "refusing to unpickle"
     )
 
 
@@ -293,8 +292,7 @@ def test_restricted_unpickler_refuses_code(tmp_path, monkeypatch, module, name, 
     os.unlink(marker)
     path = _hub_pickle(tmp_path, monkeypatch, payload)
     assert _refusal(tmp_path, path) == (
-        f"{path}: pickle asks for {module}.{name}, which is not needed for numpy arrays; "
-        "refusing to unpickle"
+        f"{path}: pickle asks for {module}.{name}, which is not needed for numpy arrays; " "refusing to unpickle"
     )
     assert not os.path.exists(marker)
 

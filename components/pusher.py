@@ -251,7 +251,9 @@ class Executor(pusher_executor.Executor):
         base = destination.filesystem.base_directory.rstrip("/")
         model_path = self.GetModelPath(input_dict)
         version, written = push(model_path, base)
-        logging.info("Model %s %s version %d in %s", model_path, "pushed as" if written else "already is", version, base)
+        logging.info(
+            "Model %s %s version %d in %s", model_path, "pushed as" if written else "already is", version, base
+        )
         io_utils.copy_dir(model_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=f"{base}/{version}", pushed_version=str(version))
 

@@ -38,7 +38,16 @@ def run_fn(fn_args: FnArgs) -> None:
         optimizer = training.make_optimizer(hp.learning_rate, epochs * -(-num_train // batch_size))
     model.summary(print_fn=lambda line, *_: print(line, flush=True))
     log_dir = fn_args.model_run_dir
-    history = training.train(model, train_ds, eval_ds, epochs, optimizer, num_train,
-                             loop=hp.training_loop, log_dir=log_dir, strategy=strategy)
+    history = training.train(
+        model,
+        train_ds,
+        eval_ds,
+        epochs,
+        optimizer,
+        num_train,
+        loop=hp.training_loop,
+        log_dir=log_dir,
+        strategy=strategy,
+    )
     training.save_history(history, Path(log_dir) / features.HISTORY_FILE)
     export.export_serving_model(model, tft_output, fn_args.serving_model_dir)

@@ -46,7 +46,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "default":
         return tf.distribute.get_strategy()
-    raise ValueError(f"unknown distribution strategy {name!r}; choose one of {', '.join(features.DISTRIBUTION_STRATEGIES)}")
+    raise ValueError(
+        f"unknown distribution strategy {name!r}; choose one of {', '.join(features.DISTRIBUTION_STRATEGIES)}"
+    )
 
 
 def make_optimizer(learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:
@@ -192,17 +194,24 @@ def fit_epochs(
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = logs or {}
-            results.append(EpochResult(
-                epoch + 1, logs["loss"], logs["accuracy"], logs["val_loss"], logs["val_accuracy"],
-                num_train_images / (self.train_done - self.started),
-            ))
+            results.append(
+                EpochResult(
+                    epoch + 1,
+                    logs["loss"],
+                    logs["accuracy"],
+                    logs["val_loss"],
+                    logs["val_accuracy"],
+                    num_train_images / (self.train_done - self.started),
+                )
+            )
 
     callbacks: list[keras.callbacks.Callback] = [_Report()]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir))
     for epoch in itertools.count(1):
-        model.fit(train_ds, validation_data=test_ds, initial_epoch=epoch - 1, epochs=epoch,
-                  callbacks=callbacks, verbose=0)
+        model.fit(
+            train_ds, validation_data=test_ds, initial_epoch=epoch - 1, epochs=epoch, callbacks=callbacks, verbose=0
+        )
         yield results[-1]
 
 

@@ -22,8 +22,14 @@ def test_custom_loop_lowers_the_loss_and_logs_every_epoch(data_dir, tmp_path) ->
     data = _tiny_dataset(data_dir)
     lines = []
     results = training.train(
-        build_cnn_basic(), data, data, epochs=4, optimizer=keras.optimizers.Adam(1e-3), num_train_images=64,
-        log_dir=str(tmp_path / "tb"), on_epoch=lambda r: lines.append(r.line()),
+        build_cnn_basic(),
+        data,
+        data,
+        epochs=4,
+        optimizer=keras.optimizers.Adam(1e-3),
+        num_train_images=64,
+        log_dir=str(tmp_path / "tb"),
+        on_epoch=lambda r: lines.append(r.line()),
     )
     assert results[-1].loss < results[0].loss * 0.8
     assert results[-1].test_loss < results[0].test_loss
@@ -38,7 +44,13 @@ def test_fit_path_trains_the_same_model(data_dir) -> None:
     keras.utils.set_random_seed(0)
     data = _tiny_dataset(data_dir)
     results = training.train(
-        build_cnn_basic(), data, data, 3, keras.optimizers.Adam(1e-3), num_train_images=64, loop="fit",
+        build_cnn_basic(),
+        data,
+        data,
+        3,
+        keras.optimizers.Adam(1e-3),
+        num_train_images=64,
+        loop="fit",
         on_epoch=lambda r: None,
     )
     assert [r.epoch for r in results] == [1, 2, 3]

@@ -32,7 +32,5 @@ def schedule() -> str | None:
 
 
 DAG = AirflowDagRunner(
-    AirflowPipelineConfig(
-        airflow_dag_config={"schedule": schedule(), "start_date": START_DATE, "catchup": False}
-    )
+    AirflowPipelineConfig(airflow_dag_config={"schedule": schedule(), "start_date": START_DATE, "catchup": False})
 ).run(create_pipeline(PipelineConfig.from_env()))

@@ -17,11 +17,19 @@ def test_paths_derive_from_home(tmp_path: Path) -> None:
 
 
 def test_environment_then_flags(tmp_path: Path) -> None:
-    env = {"MNIST_TFX_HOME": str(tmp_path), "MNIST_TFX_EPOCHS": "3", "MNIST_TFX_BEAM_ARGS": "--a=1 --b=2",
-           "MNIST_TFX_MIN_ACCURACY": "0.9"}
+    env = {
+        "MNIST_TFX_HOME": str(tmp_path),
+        "MNIST_TFX_EPOCHS": "3",
+        "MNIST_TFX_BEAM_ARGS": "--a=1 --b=2",
+        "MNIST_TFX_MIN_ACCURACY": "0.9",
+    }
     config = PipelineConfig.from_env(env, epochs=5, train_limit=None)
     assert (config.home, config.training.epochs, config.beam_args, config.min_accuracy) == (
-        tmp_path, 5, ("--a=1", "--b=2"), 0.9)
+        tmp_path,
+        5,
+        ("--a=1", "--b=2"),
+        0.9,
+    )
     assert config.training.to_custom_config()["epochs"] == 5
 
 
@@ -46,10 +54,17 @@ def test_pipeline_tf_env_turns_on_onednn_unless_already_set(monkeypatch) -> None
     configs.apply_pipeline_tf_env()
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"  # the user's choice wins
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
-    code = ("from pipeline import configs; configs.apply_pipeline_tf_env(); import tensorflow; "
-            "from tensorflow.python.util import _pywrap_util_port as port; print('oneDNN', port.IsMklEnabled())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"})
+    code = (
+        "from pipeline import configs; configs.apply_pipeline_tf_env(); import tensorflow; "
+        "from tensorflow.python.util import _pywrap_util_port as port; print('oneDNN', port.IsMklEnabled())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"},
+    )
     assert "oneDNN True" in done.stdout, done.stderr[-2000:]
 
 
@@ -58,14 +73,20 @@ def test_uri_home_stays_a_uri_in_every_root(scheme: str, tmp_path: Path) -> None
     home = f"{scheme}://bucket/team/"
     config = PipelineConfig.from_env({"MNIST_TFX_HOME": home, "MNIST_TFX_METADATA_PATH": str(tmp_path / "m.db")})
     assert (config.home, config.data_dir, config.pipeline_root, config.serving_model_dir) == (
-        f"{scheme}://bucket/team", f"{scheme}://bucket/team/data", f"{scheme}://bucket/team/pipelines/mnist-tfx",
-        f"{scheme}://bucket/team/serving_model/mnist")
+        f"{scheme}://bucket/team",
+        f"{scheme}://bucket/team/data",
+        f"{scheme}://bucket/team/pipelines/mnist-tfx",
+        f"{scheme}://bucket/team/serving_model/mnist",
+    )
     assert config.metadata_path == tmp_path / "m.db" and not config.is_local
 
 
 def test_each_root_on_its_own_flag_or_variable(tmp_path: Path) -> None:
-    env = {"MNIST_TFX_HOME": str(tmp_path), "MNIST_TFX_DATA_ROOT": "gs://data-bucket",
-           "MNIST_TFX_SERVING_ROOT": "s3://models/serving"}
+    env = {
+        "MNIST_TFX_HOME": str(tmp_path),
+        "MNIST_TFX_DATA_ROOT": "gs://data-bucket",
+        "MNIST_TFX_SERVING_ROOT": "s3://models/serving",
+    }
     config = PipelineConfig.from_env(env, pipeline_root="hdfs://namenode/tfx", metadata_path="~/m.sqlite")
     assert config.data_dir == "gs://data-bucket"
     assert config.pipeline_root == "hdfs://namenode/tfx"
@@ -87,7 +108,12 @@ def test_mysql_metadata_connection() -> None:
     config = PipelineConfig(home="gs://bucket", metadata_path="mysql://ml%40team:s%3Acret@db.internal:3307/mlmd")
     mysql = config.metadata_connection_config().mysql
     assert (mysql.host, mysql.port, mysql.database, mysql.user, mysql.password) == (
-        "db.internal", 3307, "mlmd", "ml@team", "s:cret")
+        "db.internal",
+        3307,
+        "mlmd",
+        "ml@team",
+        "s:cret",
+    )
 
 
 @pytest.mark.parametrize(

@@ -71,8 +71,9 @@ def input_artifacts(store: metadata_store.MetadataStore, execution_id: int) -> l
     return sorted(refs, key=lambda r: (r.keys, r.artifact_id))
 
 
-def pushed_model_lineage(store: metadata_store.MetadataStore, pusher_execution_id: int,
-                         pipeline_name: str) -> Lineage | None:
+def pushed_model_lineage(
+    store: metadata_store.MetadataStore, pusher_execution_id: int, pipeline_name: str
+) -> Lineage | None:
     """The lineage of the Model the given Pusher execution took, or None if it took none."""
     model = next((r for r in input_artifacts(store, pusher_execution_id) if r.type == "Model"), None)
     if model is None:

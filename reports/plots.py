@@ -66,8 +66,15 @@ def confusion_matrix(matrix: np.ndarray) -> bytes:
     threshold = matrix.max() / 2 if matrix.max() > 0 else 1
     for (true, predicted), count in np.ndenumerate(matrix):
         if count:
-            axes.text(predicted, true, f"{count:g}", ha="center", va="center", fontsize=8,
-                      color="white" if count > threshold else "black")
+            axes.text(
+                predicted,
+                true,
+                f"{count:g}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if count > threshold else "black",
+            )
     axes.set_xticks(range(NUM_CLASSES))
     axes.set_yticks(range(NUM_CLASSES))
     axes.set_xlabel("predicted digit")

@@ -22,8 +22,14 @@ def decoded(png: bytes) -> Image.Image:
 
 def history(epochs: int) -> list[dict]:
     return [
-        {"epoch": e, "loss": 1 / e, "accuracy": 1 - 0.5 / e, "test_loss": 1.2 / e,
-         "test_accuracy": 1 - 0.6 / e, "images_per_second": 300.0}
+        {
+            "epoch": e,
+            "loss": 1 / e,
+            "accuracy": 1 - 0.5 / e,
+            "test_loss": 1.2 / e,
+            "test_accuracy": 1 - 0.6 / e,
+            "images_per_second": 300.0,
+        }
         for e in range(1, epochs + 1)
     ]
 

@@ -89,15 +89,24 @@ def write_report(config: configs.PipelineConfig, run_id: str, out: Path) -> Path
     for picture in pictures:
         (out / f"{picture.name}.png").write_bytes(picture.png)
     page = out / REPORT_FILE
-    page.write_text(html_page.render(
-        pipeline_name=config.pipeline_name, run_id=run_id, metadata_path=str(config.metadata_path),
-        generated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        accuracy=summary.test_accuracy, blessed=bool(summary.blessed),
-        blessing={True: "BLESSED", False: "NOT BLESSED"}.get(summary.blessed, "no Evaluator result"),
-        pushed_version=summary.pushed_version, pushed_path=summary.pushed_path,
-        nodes=summary.nodes, lineage=pushed_lineage,
-        figures=pictures, missing=missing,
-    ), encoding="utf-8")
+    page.write_text(
+        html_page.render(
+            pipeline_name=config.pipeline_name,
+            run_id=run_id,
+            metadata_path=str(config.metadata_path),
+            generated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            accuracy=summary.test_accuracy,
+            blessed=bool(summary.blessed),
+            blessing={True: "BLESSED", False: "NOT BLESSED"}.get(summary.blessed, "no Evaluator result"),
+            pushed_version=summary.pushed_version,
+            pushed_path=summary.pushed_path,
+            nodes=summary.nodes,
+            lineage=pushed_lineage,
+            figures=pictures,
+            missing=missing,
+        ),
+        encoding="utf-8",
+    )
     return page
 
 
@@ -124,9 +133,12 @@ def _curves(trainer_outputs: dict) -> Picture:
     if not path.is_file():
         raise MissingInputError(f"{path} does not exist")
     history = json.loads(path.read_text())
-    return Picture("training_curves", "Training curves",
-                   f"Loss and accuracy per epoch on the training and test images ({len(history)} epochs), "
-                   f"from {path}.", plots.training_curves(history))
+    return Picture(
+        "training_curves",
+        "Training curves",
+        f"Loss and accuracy per epoch on the training and test images ({len(history)} epochs), " f"from {path}.",
+        plots.training_curves(history),
+    )
 
 
 def _evaluation(evaluator_outputs: dict) -> Evaluation:
@@ -143,17 +155,24 @@ def _evaluation_pictures(evaluation: Evaluation) -> list[Picture]:
 
     wrong = int(evaluation.confusion.sum() - np.trace(evaluation.confusion))
     return [
-        Picture("confusion_matrix", "Confusion matrix",
-                f"The Evaluator's counts on its {evaluation.example_count} test images; "
-                f"{wrong} off the diagonal.", plots.confusion_matrix(evaluation.confusion)),
-        Picture("per_digit_accuracy", "Accuracy per digit",
-                "The Evaluator's accuracy on the test images of each digit (its per-label slices).",
-                plots.per_digit_accuracy(evaluation.digit_accuracy, evaluation.digit_counts)),
+        Picture(
+            "confusion_matrix",
+            "Confusion matrix",
+            f"The Evaluator's counts on its {evaluation.example_count} test images; " f"{wrong} off the diagonal.",
+            plots.confusion_matrix(evaluation.confusion),
+        ),
+        Picture(
+            "per_digit_accuracy",
+            "Accuracy per digit",
+            "The Evaluator's accuracy on the test images of each digit (its per-label slices).",
+            plots.per_digit_accuracy(evaluation.digit_accuracy, evaluation.digit_counts),
+        ),
     ]
 
 
-def _gallery(config: configs.PipelineConfig, store, summary: run_summary.RunSummary, by_id: dict,
-             evaluation: Evaluation) -> Picture:
+def _gallery(
+    config: configs.PipelineConfig, store, summary: run_summary.RunSummary, by_id: dict, evaluation: Evaluation
+) -> Picture:
     """Runs the pushed model (else the Evaluator's candidate) on the test images the Evaluator saw."""
     from reports import plots
 
@@ -165,10 +184,13 @@ def _gallery(config: configs.PipelineConfig, store, summary: run_summary.RunSumm
     predicted = predict_digits(model_dir, images)
     wrong = np.flatnonzero(predicted != labels)
     shown = wrong[:GALLERY_MAX]
-    return Picture("misclassified", "Misclassified test images",
-                   f"Titled predicted/true: {len(shown)} of the {len(wrong)} images that {which} gets wrong "
-                   f"among the first {len(labels)} official test images (those the Evaluator saw).",
-                   plots.misclassified_gallery(images[shown], predicted[shown], labels[shown]))
+    return Picture(
+        "misclassified",
+        "Misclassified test images",
+        f"Titled predicted/true: {len(shown)} of the {len(wrong)} images that {which} gets wrong "
+        f"among the first {len(labels)} official test images (those the Evaluator saw).",
+        plots.misclassified_gallery(images[shown], predicted[shown], labels[shown]),
+    )
 
 
 def _candidate_model(store, by_id: dict) -> str:
@@ -201,10 +223,12 @@ def _data_grid(config: configs.PipelineConfig, out: Path) -> Picture:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "data_grid.png"
     data_grid.save_grid(images, labels, path, GRID_IMAGES)
-    return Picture("data_grid", "Training data",
-                   f"The first {GRID_IMAGES} official training images as ExampleGen reads them, titled with "
-                   "their labels.",
-                   path.read_bytes())
+    return Picture(
+        "data_grid",
+        "Training data",
+        f"The first {GRID_IMAGES} official training images as ExampleGen reads them, titled with " "their labels.",
+        path.read_bytes(),
+    )
 
 
 def _mnist(config: configs.PipelineConfig, part: str) -> tuple[np.ndarray, np.ndarray]:

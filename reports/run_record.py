@@ -65,7 +65,11 @@ def latest_run(store: metadata_store.MetadataStore, pipeline_name: str) -> list[
 def output_artifacts(store: metadata_store.MetadataStore, execution_id: int) -> list[metadata_store_pb2.Artifact]:
     """Artifacts an execution produced (for a cached execution: the reused ones)."""
     events = store.get_events_by_execution_ids([execution_id])
-    ids = [e.artifact_id for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    ids = [
+        e.artifact_id
+        for e in events
+        if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+    ]
     return store.get_artifacts_by_id(ids) if ids else []
 
 

@@ -7,7 +7,9 @@ states, artifacts linked by INPUT/OUTPUT events with their keys, TFX's custom pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from ml_metadata import metadata_store
@@ -32,15 +34,18 @@ class RunWriter:
 
     def _type(self, kind: str, name: str) -> int:
         if (kind, name) not in self._types:
-            put = {"artifact": (self.store.put_artifact_type, mlmd.ArtifactType),
-                   "execution": (self.store.put_execution_type, mlmd.ExecutionType),
-                   "context": (self.store.put_context_type, mlmd.ContextType)}[kind]
+            put = {
+                "artifact": (self.store.put_artifact_type, mlmd.ArtifactType),
+                "execution": (self.store.put_execution_type, mlmd.ExecutionType),
+                "context": (self.store.put_context_type, mlmd.ContextType),
+            }[kind]
             self._types[kind, name] = put[0](put[1](name=name))
         return self._types[kind, name]
 
     def run_context(self, run_id: str) -> int:
-        [context_id] = self.store.put_contexts([mlmd.Context(type_id=self._type("context", "pipeline_run"),
-                                                             name=run_id)])
+        [context_id] = self.store.put_contexts(
+            [mlmd.Context(type_id=self._type("context", "pipeline_run"), name=run_id)]
+        )
         return context_id
 
     def artifact(self, type_name: str, uri: str, **properties: int | str) -> mlmd.Artifact:
@@ -51,9 +56,14 @@ class RunWriter:
         [artifact.id] = self.store.put_artifacts([artifact])
         return artifact
 
-    def execution(self, run_context_id: int, node_id: str, state: int,
-                  inputs: dict[str, list[mlmd.Artifact]] = {},  # noqa: B006 - never mutated
-                  outputs: dict[str, list[mlmd.Artifact]] = {}) -> int:  # noqa: B006
+    def execution(
+        self,
+        run_context_id: int,
+        node_id: str,
+        state: int,
+        inputs: Mapping[str, list[mlmd.Artifact]] = MappingProxyType({}),
+        outputs: Mapping[str, list[mlmd.Artifact]] = MappingProxyType({}),
+    ) -> int:
         node = self.store.get_context_by_type_and_name("node", f"{self.pipeline_name}.{node_id}")
         if node is None:
             node = mlmd.Context(type_id=self._type("context", "node"), name=f"{self.pipeline_name}.{node_id}")
@@ -84,17 +94,32 @@ def recorded(tmp_path: Path) -> tuple[PipelineConfig, dict[str, int], dict[str, 
     examples = writer.artifact("Examples", str(tmp_path / "examples"))
     model = writer.artifact("Model", str(tmp_path / "model"))
     blessing = writer.artifact("ModelBlessing", str(tmp_path / "blessing"), blessed=1)
-    pushed = writer.artifact("PushedModel", str(tmp_path / "pushed"), pushed=1, pushed_version="1700000000",
-                             pushed_destination=str(config.serving_model_dir / "1700000000"))
+    pushed = writer.artifact(
+        "PushedModel",
+        str(tmp_path / "pushed"),
+        pushed=1,
+        pushed_version="1700000000",
+        pushed_destination=str(config.serving_model_dir / "1700000000"),
+    )
     ids = {
         "MnistExampleGen": writer.execution(run, "MnistExampleGen", CACHED, outputs={"examples": [examples]}),
-        "Trainer": writer.execution(run, "Trainer", COMPLETE, inputs={"examples": [examples]},
-                                    outputs={"model": [model]}),
-        "Evaluator": writer.execution(run, "Evaluator", COMPLETE,
-                                      inputs={"examples": [examples], "model": [model]},
-                                      outputs={"blessing": [blessing]}),
-        "Pusher": writer.execution(run, "Pusher", COMPLETE, inputs={"model": [model], "model_blessing": [blessing]},
-                                   outputs={"pushed_model": [pushed]}),
+        "Trainer": writer.execution(
+            run, "Trainer", COMPLETE, inputs={"examples": [examples]}, outputs={"model": [model]}
+        ),
+        "Evaluator": writer.execution(
+            run,
+            "Evaluator",
+            COMPLETE,
+            inputs={"examples": [examples], "model": [model]},
+            outputs={"blessing": [blessing]},
+        ),
+        "Pusher": writer.execution(
+            run,
+            "Pusher",
+            COMPLETE,
+            inputs={"model": [model], "model_blessing": [blessing]},
+            outputs={"pushed_model": [pushed]},
+        ),
     }
     return config, ids, {"examples": examples, "model": model, "blessing": blessing, "pushed": pushed}
 
@@ -104,8 +129,11 @@ def test_latest_run_lists_its_executions_in_order(recorded) -> None:
     store = run_record.connect(config.metadata_path)
     nodes = run_record.latest_run(store, config.pipeline_name)
     assert [(n.node_id, n.state, n.execution_id) for n in nodes] == [
-        ("MnistExampleGen", "CACHED", ids["MnistExampleGen"]), ("Trainer", "COMPLETE", ids["Trainer"]),
-        ("Evaluator", "COMPLETE", ids["Evaluator"]), ("Pusher", "COMPLETE", ids["Pusher"])]
+        ("MnistExampleGen", "CACHED", ids["MnistExampleGen"]),
+        ("Trainer", "COMPLETE", ids["Trainer"]),
+        ("Evaluator", "COMPLETE", ids["Evaluator"]),
+        ("Pusher", "COMPLETE", ids["Pusher"]),
+    ]
     assert all(n.seconds >= 0 for n in nodes)
     assert run_record.latest_node_execution(store, config.pipeline_name, "MnistExampleGen").state == "CACHED"
     assert run_record.latest_node_execution(store, config.pipeline_name, "Transform") is None

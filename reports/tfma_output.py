@@ -33,8 +33,11 @@ def _metric_slices(uri: str) -> Iterator[tuple[tuple, dict[str, float]]]:
     import tensorflow_model_analysis as tfma  # heavy; only needed here
 
     for metrics in tfma.load_metrics(uri):
-        values = {kv.key.name: kv.value.double_value.value for kv in metrics.metric_keys_and_values
-                  if not kv.key.is_diff and kv.key.model_name in _CANDIDATE}
+        values = {
+            kv.key.name: kv.value.double_value.value
+            for kv in metrics.metric_keys_and_values
+            if not kv.key.is_diff and kv.key.model_name in _CANDIDATE
+        }
         yield tuple(metrics.slice_key.single_slice_keys), values
 
 

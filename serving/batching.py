@@ -56,18 +56,30 @@ _PROTO_FIELDS = (  # name, number, type, wrapper message (None: plain), repeated
 def _batching_parameters_class():
     """The BatchingParameters message class, built from the proto's field list above."""
     pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(descriptor_pb2.FileDescriptorProto.FromString(
-        wrappers_pb2.DESCRIPTOR.serialized_pb).SerializeToString())
+    pool.AddSerializedFile(
+        descriptor_pb2.FileDescriptorProto.FromString(wrappers_pb2.DESCRIPTOR.serialized_pb).SerializeToString()
+    )
     file = descriptor_pb2.FileDescriptorProto(
-        name="mnist_tfx/session_bundle_config.proto", package="tensorflow.serving",
-        syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+        name="mnist_tfx/session_bundle_config.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
     message = file.message_type.add(name="BatchingParameters")
-    scalar = {"int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
-              "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL}
+    scalar = {
+        "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+        "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+    }
     for name, number, kind, repeated in _PROTO_FIELDS:
-        field = message.field.add(name=name, number=number, label=(
-            descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED if repeated
-            else descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL))
+        field = message.field.add(
+            name=name,
+            number=number,
+            label=(
+                descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+                if repeated
+                else descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+            ),
+        )
         if kind in scalar:
             field.type = scalar[kind]
         else:
@@ -111,11 +123,14 @@ class BatchingParameters:
             if getattr(self, name) <= 0:
                 raise ValueError(f"Batching parameter {name} must be positive, got {getattr(self, name)}")
         if self.batch_timeout_micros < 0:
-            raise ValueError(f"Batching parameter batch_timeout_micros must not be negative, "
-                             f"got {self.batch_timeout_micros}")
+            raise ValueError(
+                f"Batching parameter batch_timeout_micros must not be negative, " f"got {self.batch_timeout_micros}"
+            )
         if self.enable_large_batch_splitting and self.execution_batch_size > self.max_batch_size:
-            raise ValueError(f"max_execution_batch_size ({self.execution_batch_size}) must be less "
-                             f"than or equal to max_batch_size ({self.max_batch_size})")
+            raise ValueError(
+                f"max_execution_batch_size ({self.execution_batch_size}) must be less "
+                f"than or equal to max_batch_size ({self.max_batch_size})"
+            )
         sizes = self.allowed_batch_sizes
         if not sizes:
             return
@@ -123,16 +138,22 @@ class BatchingParameters:
             raise ValueError("allowed_batch_sizes entries must be monotonically increasing")
         if not self.enable_large_batch_splitting:
             if sizes[-1] != self.max_batch_size:
-                raise ValueError(f"Last entry in allowed_batch_sizes must match max_batch_size; last "
-                                 f"entry was {sizes[-1]}; expected {self.max_batch_size}")
+                raise ValueError(
+                    f"Last entry in allowed_batch_sizes must match max_batch_size; last "
+                    f"entry was {sizes[-1]}; expected {self.max_batch_size}"
+                )
             return
         if sizes[-1] > self.max_batch_size:
-            raise ValueError(f"Last entry in allowed_batch_sizes must be less than or equal to "
-                             f"max_batch_size; last entry was {sizes[-1]}; expected {self.max_batch_size}")
+            raise ValueError(
+                f"Last entry in allowed_batch_sizes must be less than or equal to "
+                f"max_batch_size; last entry was {sizes[-1]}; expected {self.max_batch_size}"
+            )
         if sizes[-1] != self.execution_batch_size:
-            raise ValueError(f"Last entry in allowed_batch_sizes must be equal to "
-                             f"max_execution_batch_size; last entry was {sizes[-1]}; expected "
-                             f"{self.execution_batch_size}")
+            raise ValueError(
+                f"Last entry in allowed_batch_sizes must be equal to "
+                f"max_execution_batch_size; last entry was {sizes[-1]}; expected "
+                f"{self.execution_batch_size}"
+            )
 
 
 _ignored_logged: set[str] = set()
@@ -159,8 +180,10 @@ def parse_batching_parameters(text: str) -> BatchingParameters:
     for name in IGNORED_FIELDS:
         if name in values and name not in _ignored_logged:
             _ignored_logged.add(name)
-            log.warning("Batching parameter %s is accepted and ignored: all models share one pool "
-                        "of batch threads here", name)
+            log.warning(
+                "Batching parameter %s is accepted and ignored: all models share one pool " "of batch threads here",
+                name,
+            )
     return params
 
 
@@ -183,8 +206,7 @@ def pad_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         out[...] = array.flat[0] if array.size else b""
         out[tuple(slice(0, d) for d in array.shape)] = array
         return out
-    return np.pad(array, widths, mode="constant",
-                  constant_values=array.flat[0] if array.size else 0)
+    return np.pad(array, widths, mode="constant", constant_values=array.flat[0] if array.size else 0)
 
 
 @dataclasses.dataclass
@@ -219,8 +241,9 @@ class Batcher:
         self._scheduler = threading.Thread(target=self._schedule, name="batch-scheduler", daemon=True)
         self._scheduler.start()
 
-    def run(self, key: tuple, inputs: Mapping[str, np.ndarray], run: Run,
-            params: BatchingParameters | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self, key: tuple, inputs: Mapping[str, np.ndarray], run: Run, params: BatchingParameters | None = None
+    ) -> dict[str, np.ndarray]:
         """Runs `run(inputs)`, possibly merged with other requests that share `key`; `params`
         (a model's own batching_params.pbtxt) override the server's queue parameters."""
         params = params or self._params
@@ -229,13 +252,15 @@ class Batcher:
             return run(inputs)  # not batchable: scalars or inconsistent batch sizes
         (n,) = rows
         if n > params.max_batch_size:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Task size {n} is larger than maximum input batch size "
-                               f"{params.max_batch_size}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Task size {n} is larger than maximum input batch size " f"{params.max_batch_size}",
+            )
         limit = params.execution_batch_size
         if n > limit:  # large batch splitting: pieces of at most max_execution_batch_size
-            pieces = [self.run(key, {k: a[i:i + limit] for k, a in inputs.items()}, run, params)
-                      for i in range(0, n, limit)]
+            pieces = [
+                self.run(key, {k: a[i : i + limit] for k, a in inputs.items()}, run, params) for i in range(0, n, limit)
+            ]
             return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
         if params.pad_variable_length_inputs:
             shapes = tuple(sorted((k, a.dtype.str, a.ndim) for k, a in inputs.items()))
@@ -329,6 +354,5 @@ def _run_batch(tasks: list[_Task], run: Run, params: BatchingParameters) -> None
         return
     offset = 0
     for t in tasks:
-        t.future.set_result({k: o[offset:offset + t.rows] for k, o in outputs.items()})
+        t.future.set_result({k: o[offset : offset + t.rows] for k, o in outputs.items()})
         offset += t.rows
-

@@ -33,7 +33,8 @@ def test_parse_batching_parameters():
 def test_tf_servings_own_batching_config_parses():
     text = (FIXTURES / "batching_config.txt").read_text()
     assert parse_batching_parameters(text) == BatchingParameters(
-        max_batch_size=128, batch_timeout_micros=0, num_batch_threads=8, max_enqueued_batches=1000000)
+        max_batch_size=128, batch_timeout_micros=0, num_batch_threads=8, max_enqueued_batches=1000000
+    )
 
 
 def test_every_batching_parameters_field_is_accepted(caplog):
@@ -47,26 +48,43 @@ def test_every_batching_parameters_field_is_accepted(caplog):
     batching._ignored_logged.clear()  # noqa: SLF001 - logged once per process
     with caplog.at_level("WARNING"):
         params = parse_batching_parameters(text)
-    assert params == BatchingParameters(8, 10, 2, max_enqueued_batches=3, allowed_batch_sizes=(2, 4),
-                                        pad_variable_length_inputs=True, enable_large_batch_splitting=True,
-                                        max_execution_batch_size=4, thread_pool_name="pool")
+    assert params == BatchingParameters(
+        8,
+        10,
+        2,
+        max_enqueued_batches=3,
+        allowed_batch_sizes=(2, 4),
+        pad_variable_length_inputs=True,
+        enable_large_batch_splitting=True,
+        max_execution_batch_size=4,
+        thread_pool_name="pool",
+    )
     assert params.execution_batch_size == 4
     assert "Batching parameter thread_pool_name is accepted and ignored" in caplog.text
 
 
-@pytest.mark.parametrize("text, wording", [
-    ("max_batches { value: 3 }", 'has no field named "max_batches"'),
-    ("max_batch_size { value: 0 }", "must be positive"),
-    ("max_enqueued_batches { value: 0 }", "must be positive"),
-    ("max_batch_size = 3", "Error parsing text-format tensorflow.serving.BatchingParameters"),
-    ("max_batch_size: 4 allowed_batch_sizes: [2, 2, 4]", "must be monotonically increasing"),
-    ("max_batch_size: 8 allowed_batch_sizes: [2, 4]",
-     "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"),
-    ("max_batch_size: 8 enable_large_batch_splitting: true max_execution_batch_size: 4 allowed_batch_sizes: [2]",
-     "must be equal to max_execution_batch_size; last entry was 2; expected 4"),
-    ("max_batch_size: 4 enable_large_batch_splitting: true max_execution_batch_size: 8",
-     "must be less than or equal to max_batch_size"),
-])
+@pytest.mark.parametrize(
+    "text, wording",
+    [
+        ("max_batches { value: 3 }", 'has no field named "max_batches"'),
+        ("max_batch_size { value: 0 }", "must be positive"),
+        ("max_enqueued_batches { value: 0 }", "must be positive"),
+        ("max_batch_size = 3", "Error parsing text-format tensorflow.serving.BatchingParameters"),
+        ("max_batch_size: 4 allowed_batch_sizes: [2, 2, 4]", "must be monotonically increasing"),
+        (
+            "max_batch_size: 8 allowed_batch_sizes: [2, 4]",
+            "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8",
+        ),
+        (
+            "max_batch_size: 8 enable_large_batch_splitting: true max_execution_batch_size: 4 allowed_batch_sizes: [2]",
+            "must be equal to max_execution_batch_size; last entry was 2; expected 4",
+        ),
+        (
+            "max_batch_size: 4 enable_large_batch_splitting: true max_execution_batch_size: 8",
+            "must be less than or equal to max_batch_size",
+        ),
+    ],
+)
 def test_parse_batching_parameters_errors(text, wording):
     with pytest.raises(ValueError, match=re.escape(wording)):
         parse_batching_parameters(text)
@@ -99,8 +117,7 @@ def test_concurrent_requests_are_merged_and_split_back():
         batch_sizes.append(len(inputs["x"]))
         return {"y": inputs["x"] * 2, "n": np.full(len(inputs["x"]), len(inputs["x"]))}
 
-    batcher = Batcher(BatchingParameters(max_batch_size=64, batch_timeout_micros=200_000,
-                                         num_batch_threads=1))
+    batcher = Batcher(BatchingParameters(max_batch_size=64, batch_timeout_micros=200_000, num_batch_threads=1))
     try:
         requests = [np.full((i % 3 + 1, 2), i, np.float32) for i in range(8)]
         results = run_concurrently(batcher, requests, run)
@@ -119,8 +136,7 @@ def test_max_batch_size_closes_a_batch():
         batch_sizes.append(len(inputs["x"]))
         return {"y": inputs["x"]}
 
-    batcher = Batcher(BatchingParameters(max_batch_size=4, batch_timeout_micros=2_000_000,
-                                         num_batch_threads=2))
+    batcher = Batcher(BatchingParameters(max_batch_size=4, batch_timeout_micros=2_000_000, num_batch_threads=2))
     try:
         run_concurrently(batcher, [np.zeros((1, 1))] * 8, run)
     finally:
@@ -166,6 +182,7 @@ def test_full_queue_answers_unavailable_at_once():
     batcher = Batcher(BatchingParameters(max_batch_size=1, num_batch_threads=1, max_enqueued_batches=1))
     threads, results = [], {}
     try:
+
         def client(i):
             try:
                 results[i] = batcher.run("k", {"x": np.array([float(i)])}, run)
@@ -224,8 +241,9 @@ def test_large_batches_are_split_into_execution_sized_batches():
         sizes.append(len(inputs["x"]))
         return {"y": inputs["x"] + 1}
 
-    batcher = Batcher(BatchingParameters(max_batch_size=10, enable_large_batch_splitting=True,
-                                         max_execution_batch_size=4))
+    batcher = Batcher(
+        BatchingParameters(max_batch_size=10, enable_large_batch_splitting=True, max_execution_batch_size=4)
+    )
     try:
         out = batcher.run("k", {"x": np.arange(10.0)}, run)
     finally:
@@ -241,8 +259,9 @@ def test_variable_length_inputs_are_padded_into_one_batch():
         shapes.append(inputs["x"].shape)
         return {"y": inputs["x"].sum(axis=1)}
 
-    batcher = Batcher(BatchingParameters(max_batch_size=2, batch_timeout_micros=2_000_000,
-                                         pad_variable_length_inputs=True))
+    batcher = Batcher(
+        BatchingParameters(max_batch_size=2, batch_timeout_micros=2_000_000, pad_variable_length_inputs=True)
+    )
     try:
         results = run_concurrently(batcher, [np.array([[1, 2, 3]]), np.array([[5]])], run)
     finally:

@@ -68,9 +68,14 @@ class RestClient:
     def metadata(self, version: int | None = None, label: str | None = None) -> dict[str, Any]:
         return self._request("GET", self.url("/metadata", version, label))
 
-    def predict(self, instances: list | None = None, inputs: Any = None,
-                signature_name: str | None = None, version: int | None = None,
-                label: str | None = None) -> Any:
+    def predict(
+        self,
+        instances: list | None = None,
+        inputs: Any = None,
+        signature_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+    ) -> Any:
         """Row (`instances`) or columnar (`inputs`) predict; returns predictions/outputs."""
         if (instances is None) == (inputs is None):
             raise ValueError("Give exactly one of instances or inputs")
@@ -80,18 +85,35 @@ class RestClient:
         payload = self._request("POST", self.url(":predict", version, label), body)
         return payload["predictions"] if instances is not None else payload["outputs"]
 
-    def classify(self, examples: list[dict], context: dict | None = None,
-                 signature_name: str | None = None, version: int | None = None,
-                 label: str | None = None) -> list:
+    def classify(
+        self,
+        examples: list[dict],
+        context: dict | None = None,
+        signature_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+    ) -> list:
         return self._examples(":classify", examples, context, signature_name, version, label)
 
-    def regress(self, examples: list[dict], context: dict | None = None,
-                signature_name: str | None = None, version: int | None = None,
-                label: str | None = None) -> list:
+    def regress(
+        self,
+        examples: list[dict],
+        context: dict | None = None,
+        signature_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+    ) -> list:
         return self._examples(":regress", examples, context, signature_name, version, label)
 
-    def _examples(self, verb: str, examples: list[dict], context: dict | None,
-                  signature_name: str | None, version: int | None, label: str | None) -> list:
+    def _examples(
+        self,
+        verb: str,
+        examples: list[dict],
+        context: dict | None,
+        signature_name: str | None,
+        version: int | None,
+        label: str | None,
+    ) -> list:
         body: dict[str, Any] = {"examples": examples}
         if context is not None:
             body["context"] = context
@@ -114,8 +136,12 @@ class GrpcClient:
         self.timeout = timeout
         self._grpc = grpc
         self._channel = grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                             ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+            target,
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ],
+        )
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -134,9 +160,14 @@ class GrpcClient:
         except self._grpc.RpcError as e:
             raise ServingClientError(e.code().name, e.details()) from e
 
-    def predict(self, inputs: Mapping[str, np.ndarray], signature_name: str | None = None,
-                version: int | None = None, label: str | None = None,
-                output_filter: list[str] | None = None) -> dict[str, np.ndarray]:
+    def predict(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        signature_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+        output_filter: list[str] | None = None,
+    ) -> dict[str, np.ndarray]:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
@@ -147,8 +178,9 @@ class GrpcClient:
         response = self._call(self.prediction.Predict, request)
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
-    def classify(self, examples: list, signature_name: str | None = None,
-                 version: int | None = None, label: str | None = None):
+    def classify(
+        self, examples: list, signature_name: str | None = None, version: int | None = None, label: str | None = None
+    ):
         from tensorflow_serving.apis import classification_pb2
 
         request = classification_pb2.ClassificationRequest()
@@ -156,8 +188,9 @@ class GrpcClient:
         request.input.example_list.examples.extend(examples)
         return self._call(self.prediction.Classify, request)
 
-    def regress(self, examples: list, signature_name: str | None = None,
-                version: int | None = None, label: str | None = None):
+    def regress(
+        self, examples: list, signature_name: str | None = None, version: int | None = None, label: str | None = None
+    ):
         from tensorflow_serving.apis import regression_pb2
 
         request = regression_pb2.RegressionRequest()

@@ -74,8 +74,7 @@ def _signature_debug(signature: meta_graph_pb2.SignatureDef) -> str:
 class ServingCore:
     """Runs requests against the servables of a ModelManager."""
 
-    def __init__(self, manager: ModelManager, batcher: Batcher | None = None,
-                 limits: Limits | None = None) -> None:
+    def __init__(self, manager: ModelManager, batcher: Batcher | None = None, limits: Limits | None = None) -> None:
         self.manager = manager
         self._batcher = batcher
         self.limits = limits or Limits()
@@ -90,20 +89,29 @@ class ServingCore:
         return self.manager.get_servable(
             spec.name,
             version=spec.version.value if choice == "version" else None,
-            label=spec.version_label if choice == "version_label" else None)
+            label=spec.version_label if choice == "version_label" else None,
+        )
 
-    def signature_inputs(self, spec: model_pb2.ModelSpec,
-                         signature_name: str) -> Mapping[str, meta_graph_pb2.TensorInfo]:
+    def signature_inputs(
+        self, spec: model_pb2.ModelSpec, signature_name: str
+    ) -> Mapping[str, meta_graph_pb2.TensorInfo]:
         """The input TensorInfos of a signature (the REST handler's GetInfoMap)."""
         servable = self.servable(spec)
         name = signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Serving signature name: \"{clip(name)}\" not found in signature def")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f'Serving signature name: "{clip(name)}" not found in signature def'
+            )
         return servable.signature_defs[name].inputs
 
-    def _run(self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray],
-             output_keys: Sequence[str], deadline: Deadline | None) -> dict[str, np.ndarray]:
+    def _run(
+        self,
+        servable: Servable,
+        signature: str,
+        inputs: Mapping[str, np.ndarray],
+        output_keys: Sequence[str],
+        deadline: Deadline | None,
+    ) -> dict[str, np.ndarray]:
         def run(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             return servable.run(signature, batch, output_keys)
 
@@ -118,24 +126,27 @@ class ServingCore:
 
     # ------------------------------------------------------------- predict
 
-    def predict(self, request: predict_pb2.PredictRequest,
-                deadline: Deadline | None = None,
-                servable: Servable | None = None) -> predict_pb2.PredictResponse:
+    def predict(
+        self, request: predict_pb2.PredictRequest, deadline: Deadline | None = None, servable: Servable | None = None
+    ) -> predict_pb2.PredictResponse:
         response = predict_pb2.PredictResponse()
         for alias, array in self.predict_arrays(request, response.model_spec, deadline, servable).items():
             response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
         return response
 
-    def predict_arrays(self, request: predict_pb2.PredictRequest, response_spec: model_pb2.ModelSpec,
-                       deadline: Deadline | None = None,
-                       servable: Servable | None = None) -> dict[str, np.ndarray]:
+    def predict_arrays(
+        self,
+        request: predict_pb2.PredictRequest,
+        response_spec: model_pb2.ModelSpec,
+        deadline: Deadline | None = None,
+        servable: Servable | None = None,
+    ) -> dict[str, np.ndarray]:
         """Predict with the outputs as arrays (REST writes them as JSON: no proto round trip);
         fills ``response_spec`` with the servable and signature that answered."""
         servable = servable or self.servable(request.model_spec)
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
-            raise ServingError(Code.FAILED_PRECONDITION,
-                               f"Serving signature key \"{clip(name)}\" not found.")
+            raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{clip(name)}" not found.')
         signature = servable.signature_defs[name]
         sent, wanted = set(request.inputs), set(signature.inputs)
         if len(sent) > len(wanted) or (len(sent) < len(wanted) and not signature.defaults):
@@ -144,33 +155,40 @@ class ServingCore:
                 f"input size does not match signature: {len(sent)}!={len(wanted)} "
                 f"len({{{clip(','.join(sorted(sent)))}}}) != len({{{','.join(sorted(wanted))}}}). "
                 f"Sent extra: {{{clip(','.join(sorted(sent - wanted)))}}}. "
-                f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
+                f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.",
+            )
         check_request_tensors(request.inputs.items(), self.limits.max_request_elements)
         check_deadline(deadline)
         inputs = {}
         for alias, proto in request.inputs.items():
             if alias not in signature.inputs:
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"input tensor alias not found in signature: {clip(alias)}. Inputs "
-                                   f"expected to be in the set {{{','.join(sorted(wanted))}}}.")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    f"input tensor alias not found in signature: {clip(alias)}. Inputs "
+                    f"expected to be in the set {{{','.join(sorted(wanted))}}}.",
+                )
             try:
                 inputs[alias] = tf.make_ndarray(proto)
             except Exception as e:  # noqa: BLE001 - malformed TensorProto from a client
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Unable to parse tensor proto for input {clip(alias)}: "
-                                   f"{public_message(str(e))}") from e
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    f"Unable to parse tensor proto for input {clip(alias)}: " f"{public_message(str(e))}",
+                ) from e
         for alias in wanted - sent:  # only reached when the signature has defaults
             if alias not in signature.defaults:
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Missing input {alias} that has no default in the signature.")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT, f"Missing input {alias} that has no default in the signature."
+                )
             inputs[alias] = tf.make_ndarray(signature.defaults[alias])
         output_keys = list(request.output_filter) or sorted(signature.outputs)
         seen = set()
         for alias in request.output_filter:
             if alias not in signature.outputs:
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"output tensor alias not found in signature: {clip(alias)} Outputs "
-                                   f"expected to be in the set {{{','.join(sorted(signature.outputs))}}}.")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    f"output tensor alias not found in signature: {clip(alias)} Outputs "
+                    f"expected to be in the set {{{','.join(sorted(signature.outputs))}}}.",
+                )
             if alias in seen:
                 raise ServingError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {clip(alias)}")
             seen.add(alias)
@@ -180,44 +198,55 @@ class ServingCore:
 
     # ------------------------------------------------- classify / regress
 
-    def _example_signature(self, spec: model_pb2.ModelSpec, servable: Servable | None,
-                           ) -> tuple[Servable, str, meta_graph_pb2.SignatureDef]:
+    def _example_signature(
+        self,
+        spec: model_pb2.ModelSpec,
+        servable: Servable | None,
+    ) -> tuple[Servable, str, meta_graph_pb2.SignatureDef]:
         servable = servable or self.servable(spec)
         name = spec.signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"No signature was found with the name: {clip(name)}")
+            raise ServingError(Code.INVALID_ARGUMENT, f"No signature was found with the name: {clip(name)}")
         return servable, name, servable.signature_defs[name]
 
-    def classify(self, request: classification_pb2.ClassificationRequest,
-                 deadline: Deadline | None = None,
-                 servable: Servable | None = None) -> classification_pb2.ClassificationResponse:
+    def classify(
+        self,
+        request: classification_pb2.ClassificationRequest,
+        deadline: Deadline | None = None,
+        servable: Servable | None = None,
+    ) -> classification_pb2.ClassificationResponse:
         servable, name, signature = self._example_signature(request.model_spec, servable)
         keys = classification_outputs(signature)
         examples = serialized_examples(request.input, self.limits)
         outputs = self._run(servable, name, {CLASSIFY_INPUTS: examples}, keys, deadline)
         response = classification_pb2.ClassificationResponse()
         _set_model_spec(response.model_spec, servable, name)
-        _fill_classifications(len(examples), outputs.get(CLASSIFY_CLASSES),
-                              outputs.get(CLASSIFY_SCORES), response.result)
+        _fill_classifications(
+            len(examples), outputs.get(CLASSIFY_CLASSES), outputs.get(CLASSIFY_SCORES), response.result
+        )
         return response
 
-    def regress(self, request: regression_pb2.RegressionRequest,
-                deadline: Deadline | None = None,
-                servable: Servable | None = None) -> regression_pb2.RegressionResponse:
+    def regress(
+        self,
+        request: regression_pb2.RegressionRequest,
+        deadline: Deadline | None = None,
+        servable: Servable | None = None,
+    ) -> regression_pb2.RegressionResponse:
         servable, name, signature = self._example_signature(request.model_spec, servable)
         check_regression_signature(signature)
         examples = serialized_examples(request.input, self.limits)
-        values = self._run(servable, name, {REGRESS_INPUTS: examples}, [REGRESS_OUTPUTS],
-                           deadline)[REGRESS_OUTPUTS]
+        values = self._run(servable, name, {REGRESS_INPUTS: examples}, [REGRESS_OUTPUTS], deadline)[REGRESS_OUTPUTS]
         response = regression_pb2.RegressionResponse()
         _set_model_spec(response.model_spec, servable, name)
         _fill_regressions(len(examples), values, response.result)
         return response
 
-    def multi_inference(self, request: inference_pb2.MultiInferenceRequest,
-                        deadline: Deadline | None = None,
-                        servable: Servable | None = None) -> inference_pb2.MultiInferenceResponse:
+    def multi_inference(
+        self,
+        request: inference_pb2.MultiInferenceRequest,
+        deadline: Deadline | None = None,
+        servable: Servable | None = None,
+    ) -> inference_pb2.MultiInferenceResponse:
         """Classify and regress tasks of one model on one set of examples, in one session run
         (TF Serving's TensorFlowMultiInferenceRunner); not batched, as there."""
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
@@ -230,8 +259,10 @@ class ServingCore:
             if not task.model_spec.name:
                 raise ServingError(Code.INVALID_ARGUMENT, "Found ModelSpec with an empty model name.")
             if model_name and task.model_spec.name != model_name:
-                raise ServingError(Code.INVALID_ARGUMENT, "All ModelSpecs in a MultiInferenceRequest "
-                                                          "must access the same model name.")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    "All ModelSpecs in a MultiInferenceRequest " "must access the same model name.",
+                )
             model_name = task.model_spec.name
             name = task.model_spec.signature_name or DEFAULT_SIGNATURE
             if name in names:
@@ -239,8 +270,7 @@ class ServingCore:
             names.append(name)
             signature = servable.signature_defs.get(name)
             if signature is None:
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Requested signature not found in model graph: {clip(name)}")
+                raise ServingError(Code.INVALID_ARGUMENT, f"Requested signature not found in model graph: {clip(name)}")
             if task.method_name == CLASSIFY_METHOD:
                 aliases = classification_outputs(signature)
                 tensor = signature.inputs[CLASSIFY_INPUTS].name
@@ -249,8 +279,7 @@ class ServingCore:
                 aliases = [REGRESS_OUTPUTS]
                 tensor = signature.inputs[REGRESS_INPUTS].name
             else:
-                raise ServingError(Code.UNIMPLEMENTED,
-                                   f"Unsupported signature method_name: {clip(task.method_name)}")
+                raise ServingError(Code.UNIMPLEMENTED, f"Unsupported signature method_name: {clip(task.method_name)}")
             input_tensors.add(tensor)
             fetches.update(signature.outputs[alias].name for alias in aliases)
         examples = serialized_examples(request.input, self.limits)
@@ -263,27 +292,33 @@ class ServingCore:
             result = response.results.add()
             if task.method_name == CLASSIFY_METHOD:
                 by_alias = {a: outputs[signature.outputs[a].name] for a in classification_outputs(signature)}
-                _fill_classifications(len(examples), by_alias.get(CLASSIFY_CLASSES),
-                                      by_alias.get(CLASSIFY_SCORES), result.classification_result)
+                _fill_classifications(
+                    len(examples),
+                    by_alias.get(CLASSIFY_CLASSES),
+                    by_alias.get(CLASSIFY_SCORES),
+                    result.classification_result,
+                )
             else:
-                _fill_regressions(len(examples), outputs[signature.outputs[REGRESS_OUTPUTS].name],
-                                  result.regression_result)
+                _fill_regressions(
+                    len(examples), outputs[signature.outputs[REGRESS_OUTPUTS].name], result.regression_result
+                )
             _set_model_spec(result.model_spec, servable, name)
         return response
 
     # ------------------------------------------------- metadata and status
 
-    def get_model_metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest
-                           ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    def get_model_metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         if not request.HasField("model_spec"):
             raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
         if not request.metadata_field:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               "GetModelMetadataRequest must specify at least one metadata_field")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, "GetModelMetadataRequest must specify at least one metadata_field"
+            )
         for field in request.metadata_field:
             if field != SIGNATURE_DEF_FIELD:
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Metadata field {clip(field)} is not supported")
+                raise ServingError(Code.INVALID_ARGUMENT, f"Metadata field {clip(field)} is not supported")
         servable = self.servable(request.model_spec)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature in servable.signature_defs.items():
@@ -294,8 +329,9 @@ class ServingCore:
         response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
         return response
 
-    def get_model_status(self, request: get_model_status_pb2.GetModelStatusRequest
-                         ) -> get_model_status_pb2.GetModelStatusResponse:
+    def get_model_status(
+        self, request: get_model_status_pb2.GetModelStatusRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         if not request.HasField("model_spec"):
             raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
         spec = request.model_spec
@@ -311,8 +347,9 @@ class ServingCore:
         return response
 
 
-def _add_version_status(response: get_model_status_pb2.GetModelStatusResponse,
-                        version: int, status: VersionStatus) -> None:
+def _add_version_status(
+    response: get_model_status_pb2.GetModelStatusResponse, version: int, status: VersionStatus
+) -> None:
     entry = response.model_version_status.add(version=version, state=status.state)
     entry.status.error_code = status.error.code if status.error else Code.OK
     entry.status.error_message = status.error.message if status.error else ""
@@ -323,18 +360,19 @@ def classification_outputs(signature: meta_graph_pb2.SignatureDef) -> list[str]:
     if len(signature.inputs) != 1:
         raise ServingError(Code.INVALID_ARGUMENT, "Expected one input Tensor.")
     if len(signature.outputs) not in (1, 2):
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Expected one or two output Tensors, found {len(signature.outputs)}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"Expected one or two output Tensors, found {len(signature.outputs)}")
     if CLASSIFY_INPUTS not in signature.inputs:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"No classification inputs found in SignatureDef: {_signature_debug(signature)}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"No classification inputs found in SignatureDef: {_signature_debug(signature)}"
+        )
     keys = [k for k in (CLASSIFY_CLASSES, CLASSIFY_SCORES) if k in signature.outputs]
     if not keys:
         raise ServingError(
             Code.INVALID_ARGUMENT,
             f"Expected classification signature outputs to contain at least one of "
-            f"\"{CLASSIFY_CLASSES}\" or \"{CLASSIFY_SCORES}\". Signature was: "
-            f"{_signature_debug(signature)}")
+            f'"{CLASSIFY_CLASSES}" or "{CLASSIFY_SCORES}". Signature was: '
+            f"{_signature_debug(signature)}",
+        )
     return keys
 
 
@@ -345,61 +383,78 @@ def check_regression_signature(signature: meta_graph_pb2.SignatureDef) -> None:
     if len(signature.outputs) != 1:
         raise ServingError(Code.INVALID_ARGUMENT, "Expected one output Tensor.")
     if REGRESS_INPUTS not in signature.inputs:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"No regression inputs found in SignatureDef: {_signature_debug(signature)}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"No regression inputs found in SignatureDef: {_signature_debug(signature)}"
+        )
     if REGRESS_OUTPUTS not in signature.outputs:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"No regression outputs found in SignatureDef: {_signature_debug(signature)}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"No regression outputs found in SignatureDef: {_signature_debug(signature)}"
+        )
 
 
 def _fill_regressions(n: int, values: np.ndarray, result: regression_pb2.RegressionResult) -> None:
     """RegressionResult from a [n] or [n, 1] float tensor (regressor.cc's PostProcessRegressionResult)."""
     if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Expected output Tensor shape to be either [batch_size] or "
-                           f"[batch_size, 1] but got {list(values.shape)}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Expected output Tensor shape to be either [batch_size] or "
+            f"[batch_size, 1] but got {list(values.shape)}",
+        )
     if values.shape[0] != n:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Input batch size did not match output batch size: {n} vs. {values.shape[0]}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"Input batch size did not match output batch size: {n} vs. {values.shape[0]}"
+        )
     if values.dtype != np.float32:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Expected output Tensor of DT_FLOAT.  Got: "
-                           f"{types_pb2.DataType.Name(tf.as_dtype(values.dtype).as_datatype_enum)}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Expected output Tensor of DT_FLOAT.  Got: "
+            f"{types_pb2.DataType.Name(tf.as_dtype(values.dtype).as_datatype_enum)}",
+        )
     for value in values.reshape(n):
         result.regressions.add(value=float(value))
 
 
-def _fill_classifications(n: int, classes: np.ndarray | None, scores: np.ndarray | None,
-                          result: classification_pb2.ClassificationResult) -> None:
+def _fill_classifications(
+    n: int, classes: np.ndarray | None, scores: np.ndarray | None, result: classification_pb2.ClassificationResult
+) -> None:
     """ClassificationResult from classes [n, k] (string) and/or scores [n, k] (float)."""
     if classes is not None:
         if classes.ndim != 2:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expected Tensor shape: [batch_size num_classes] but got "
-                               f"{list(classes.shape)}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Expected Tensor shape: [batch_size num_classes] but got " f"{list(classes.shape)}",
+            )
         if classes.dtype != object:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expected classes Tensor of DT_STRING. Got: "
-                               f"{types_pb2.DataType.Name(tf.as_dtype(classes.dtype).as_datatype_enum)}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Expected classes Tensor of DT_STRING. Got: "
+                f"{types_pb2.DataType.Name(tf.as_dtype(classes.dtype).as_datatype_enum)}",
+            )
         if classes.shape[0] != n:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expected classes output batch size of {n}. Got: {classes.shape[0]}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f"Expected classes output batch size of {n}. Got: {classes.shape[0]}"
+            )
     if scores is not None:
         if scores.ndim != 2:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expected Tensor shape: [batch_size num_classes] but got "
-                               f"{list(scores.shape)}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Expected Tensor shape: [batch_size num_classes] but got " f"{list(scores.shape)}",
+            )
         if scores.dtype != np.float32:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expected scores Tensor of DT_FLOAT. Got: "
-                               f"{types_pb2.DataType.Name(tf.as_dtype(scores.dtype).as_datatype_enum)}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Expected scores Tensor of DT_FLOAT. Got: "
+                f"{types_pb2.DataType.Name(tf.as_dtype(scores.dtype).as_datatype_enum)}",
+            )
         if scores.shape[0] != n:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expected scores output batch size of {n}. Got: {scores.shape[0]}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f"Expected scores output batch size of {n}. Got: {scores.shape[0]}"
+            )
     if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Tensors class and score should match in dim_size(1). Got "
-                           f"{classes.shape[1]} vs. {scores.shape[1]}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Tensors class and score should match in dim_size(1). Got " f"{classes.shape[1]} vs. {scores.shape[1]}",
+        )
     num_classes = (classes if classes is not None else scores).shape[1]
     for i in range(n):
         row = result.classifications.add()

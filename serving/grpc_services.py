@@ -25,9 +25,16 @@ def _deadline(context: grpc.ServicerContext) -> Deadline:
     return Deadline(context.time_remaining(), context.is_active)
 
 
-def _call(core: ServingCore, metrics: Metrics, api: str, fn: Callable[..., Response],
-          request: Request, context: grpc.ServicerContext,
-          in_flight: InFlightLimiter | None = None, name: str | None = None) -> Response:
+def _call(
+    core: ServingCore,
+    metrics: Metrics,
+    api: str,
+    fn: Callable[..., Response],
+    request: Request,
+    context: grpc.ServicerContext,
+    in_flight: InFlightLimiter | None = None,
+    name: str | None = None,
+) -> Response:
     """Runs one core call; a ServingError becomes the gRPC status with the same code.
     Inference calls (with `in_flight`) take a slot of their model and get the deadline."""
     name = request.model_spec.name if name is None else name
@@ -47,7 +54,8 @@ def _call(core: ServingCore, metrics: Metrics, api: str, fn: Callable[..., Respo
             outcome.status = Code.INTERNAL.name
             context.abort(grpc.StatusCode.INTERNAL, public_message(str(e)))
         spec = getattr(response, "model_spec", None) or (
-            response.results[0].model_spec if getattr(response, "results", None) else None)
+            response.results[0].model_spec if getattr(response, "results", None) else None
+        )
         if spec is not None and spec.HasField("version"):
             outcome.version = str(spec.version.value)
         return response
@@ -60,25 +68,29 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._core, self._metrics, self._in_flight = core, metrics, in_flight
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method names
-        return _call(self._core, self._metrics, "predict", self._core.predict, request, context,
-                     self._in_flight)
+        return _call(self._core, self._metrics, "predict", self._core.predict, request, context, self._in_flight)
 
     def Classify(self, request, context):  # noqa: N802
-        return _call(self._core, self._metrics, "classify", self._core.classify, request, context,
-                     self._in_flight)
+        return _call(self._core, self._metrics, "classify", self._core.classify, request, context, self._in_flight)
 
     def Regress(self, request, context):  # noqa: N802
-        return _call(self._core, self._metrics, "regress", self._core.regress, request, context,
-                     self._in_flight)
+        return _call(self._core, self._metrics, "regress", self._core.regress, request, context, self._in_flight)
 
     def MultiInference(self, request, context):  # noqa: N802
         name = request.tasks[0].model_spec.name if request.tasks else ""
-        return _call(self._core, self._metrics, "multi_inference", self._core.multi_inference,
-                     request, context, self._in_flight, name)
+        return _call(
+            self._core,
+            self._metrics,
+            "multi_inference",
+            self._core.multi_inference,
+            request,
+            context,
+            self._in_flight,
+            name,
+        )
 
     def GetModelMetadata(self, request, context):  # noqa: N802
-        return _call(self._core, self._metrics, "metadata", self._core.get_model_metadata,
-                     request, context)
+        return _call(self._core, self._metrics, "metadata", self._core.get_model_metadata, request, context)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -88,8 +100,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self._core, self._metrics = core, metrics
 
     def GetModelStatus(self, request, context):  # noqa: N802
-        return _call(self._core, self._metrics, "status", self._core.get_model_status,
-                     request, context)
+        return _call(self._core, self._metrics, "status", self._core.get_model_status, request, context)
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
         """ModelServiceImpl::HandleReloadConfigRequest: only a model_config_list is accepted; the
@@ -100,9 +111,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             response.metric.add(name=name, int64_value_increase=0)
         try:
             if request.config.WhichOneof("config") != "model_config_list":
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   "ServerModelConfig type not supported by HandleReloadConfigRequest. "
-                                   "Only ModelConfigList is currently supported")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                    "Only ModelConfigList is currently supported",
+                )
             try:
                 configs = model_configs_from_proto(request.config.model_config_list)
             except ValueError as e:
@@ -115,8 +128,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def add_services(server: grpc.Server, core: ServingCore, metrics: Metrics,
-                 in_flight: InFlightLimiter) -> None:
+def add_services(server: grpc.Server, core: ServingCore, metrics: Metrics, in_flight: InFlightLimiter) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(core, metrics, in_flight), server)
+        PredictionServicer(core, metrics, in_flight), server
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core, metrics), server)

@@ -119,9 +119,10 @@ def check_value_count(body: bytes, max_values: int) -> None:
     """Refuses a body whose JSON could hold more than `max_values` values, before parsing it."""
     count = count_values(body)
     if count > max_values:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON body has up to {count} values, more than the limit of {max_values} "
-                           f"(--max_request_elements)")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"JSON body has up to {count} values, more than the limit of {max_values} " f"(--max_request_elements)",
+        )
 
 
 def parse_json(body: bytes | str) -> dict[str, Any]:
@@ -129,25 +130,25 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
     except UnicodeDecodeError as e:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Parse error: Invalid encoding in string. at offset: {e.start}") from None
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"JSON Parse error: Invalid encoding in string. at offset: {e.start}"
+        ) from None
     if not text:
         raise ServingError(Code.INVALID_ARGUMENT, "JSON Parse error: The document is empty")
     stripped = text.lstrip()
     if not stripped:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Parse error: The document is empty. at offset: {len(text)}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"JSON Parse error: The document is empty. at offset: {len(text)}")
     offset = len(text) - len(stripped)
     try:
         raw = body if isinstance(body, bytes) else text.encode("utf-8")
         decoder = _DECODER if _may_overflow_double(raw) else _FAST_DECODER
         doc, _ = decoder.raw_decode(stripped)  # trailing data is ignored (StopWhenDone)
     except json.JSONDecodeError as e:
-        reason = next((v for k, v in _PARSE_ERRORS.items() if e.msg.startswith(k)),
-                      "Missing a comma or ']' after an array element."
-                      if "delimiter" in e.msg else e.msg)
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Parse error: {reason} at offset: {offset + e.pos}") from None
+        reason = next(
+            (v for k, v in _PARSE_ERRORS.items() if e.msg.startswith(k)),
+            "Missing a comma or ']' after an array element." if "delimiter" in e.msg else e.msg,
+        )
+        raise ServingError(Code.INVALID_ARGUMENT, f"JSON Parse error: {reason} at offset: {offset + e.pos}") from None
     except RecursionError:
         raise ServingError(Code.INVALID_ARGUMENT, "JSON Parse error: nesting too deep") from None
     except ValueError as e:  # an overflowing number, or an integer too long to convert
@@ -193,8 +194,8 @@ def _is_number(val: Any) -> bool:
 def _type_error(val: Any, dtype: int) -> ServingError:
     return ServingError(
         Code.INVALID_ARGUMENT,
-        f"JSON Value: {debug_string(val)} Type: {json_type(val)} "
-        f"is not of expected type: {dtype_string(dtype)}")
+        f"JSON Value: {debug_string(val)} Type: {json_type(val)} " f"is not of expected type: {dtype_string(dtype)}",
+    )
 
 
 def _is_b64_object(val: Any) -> bool:
@@ -204,8 +205,9 @@ def _is_b64_object(val: Any) -> bool:
 def decode_b64(val: Any) -> bytes:
     """Decodes `{"b64": "..."}` (padding optional, like absl::Base64Unescape)."""
     if not _is_b64_object(val):
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Value: {debug_string(val)} not formatted correctly for base64 data")
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"JSON Value: {debug_string(val)} not formatted correctly for base64 data"
+        )
     text = val[B64_KEY].strip()
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
@@ -225,15 +227,12 @@ def _convert_scalar(val: Any, dtype: int) -> Any:
             return float(val)
         except OverflowError:  # an integer beyond double range reads as +-inf
             return math.inf if val > 0 else -math.inf
-    if dtype in (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8,
-                 types_pb2.DT_UINT16):
-        if not (isinstance(val, int) and not isinstance(val, bool)
-                and _INT32_RANGE[0] <= val <= _INT32_RANGE[1]):
+    if dtype in (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8, types_pb2.DT_UINT16):
+        if not (isinstance(val, int) and not isinstance(val, bool) and _INT32_RANGE[0] <= val <= _INT32_RANGE[1]):
             raise _type_error(val, dtype)
         return val
     if dtype == types_pb2.DT_INT64:
-        if not (isinstance(val, int) and not isinstance(val, bool)
-                and _INT64_RANGE[0] <= val <= _INT64_RANGE[1]):
+        if not (isinstance(val, int) and not isinstance(val, bool) and _INT64_RANGE[0] <= val <= _INT64_RANGE[1]):
             raise _type_error(val, dtype)
         return val
     if dtype == types_pb2.DT_UINT32:
@@ -252,17 +251,25 @@ def _convert_scalar(val: Any, dtype: int) -> Any:
         if not isinstance(val, str):
             raise _type_error(val, dtype)
         return val.encode("utf-8")
-    raise ServingError(Code.UNIMPLEMENTED,
-                       f"Conversion of JSON Value: {debug_string(val)} to type: {dtype_string(dtype)}")
+    raise ServingError(
+        Code.UNIMPLEMENTED, f"Conversion of JSON Value: {debug_string(val)} to type: {dtype_string(dtype)}"
+    )
 
 
 _VAL_FIELD = {
-    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT32: "int_val", types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val",
-    types_pb2.DT_UINT8: "int_val", types_pb2.DT_UINT16: "int_val",
-    types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
-    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_STRING: "string_val", types_pb2.DT_HALF: "half_val",
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_HALF: "half_val",
 }
 
 
@@ -285,7 +292,8 @@ def _fill_values(val: Any, level: int, shape: list[int], dtype: int, out: list) 
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 f"JSON Value: {debug_string(val)} found at incorrect level: {level + 1} "
-                f"in the JSON DOM. Expected at level: {rank}")
+                f"in the JSON DOM. Expected at level: {rank}",
+            )
         if isinstance(val, dict):
             if dtype != types_pb2.DT_STRING:
                 raise _type_error(val, dtype)
@@ -294,12 +302,12 @@ def _fill_values(val: Any, level: int, shape: list[int], dtype: int, out: list) 
             out.append(_convert_scalar(val, dtype))
         return
     if level >= rank:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Encountered list at unexpected level: {level} expected < {rank}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"Encountered list at unexpected level: {level} expected < {rank}")
     if len(val) != shape[level]:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Encountered list at unexpected size: {len(val)} at level: {level} "
-                           f"expected size: {shape[level]}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Encountered list at unexpected size: {len(val)} at level: {level} " f"expected size: {shape[level]}",
+        )
     if level == rank - 1 and dtype in _FLOAT_TYPES and _extend_numbers(val, out):
         return
     for item in val:
@@ -344,13 +352,16 @@ def _shape_str(shape: list[int]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
-def _fill_from_instances(instances: list, infos: TensorInfoMap,
-                         out: Mapping[str, tensor_pb2.TensorProto], check: StepCheck = _no_check) -> None:
+def _fill_from_instances(
+    instances: list, infos: TensorInfoMap, out: Mapping[str, tensor_pb2.TensorProto], check: StepCheck = _no_check
+) -> None:
     """Row format: stack per-instance values along a new batch dimension."""
     if not isinstance(instances[0], dict) and len(infos) > 1:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           "instances is a plain list, but expecting list of objects as multiple "
-                           "input tensors required as per tensorinfo_map")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            "instances is a plain list, but expecting list of objects as multiple "
+            "input tensors required as per tensorinfo_map",
+        )
 
     def is_object(v: Any) -> bool:
         return isinstance(v, dict) and not _is_b64_object(v)
@@ -362,8 +373,7 @@ def _fill_from_instances(instances: list, infos: TensorInfoMap,
 
     def add_item(item: Any, name: str) -> None:
         if name not in infos:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"JSON object: does not have named input: {name}")
+            raise ServingError(Code.INVALID_ARGUMENT, f"JSON object: does not have named input: {name}")
         shape = _dense_shape(item)
         flat: list = []
         _fill_values(item, 0, shape, infos[name].dtype, flat)
@@ -373,11 +383,11 @@ def _fill_from_instances(instances: list, infos: TensorInfoMap,
         expected = shapes[name]
         expected_size = math.prod(expected)
         if expected_size != len(flat):
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expecting tensor size: {expected_size} but got: {len(flat)}")
+            raise ServingError(Code.INVALID_ARGUMENT, f"Expecting tensor size: {expected_size} but got: {len(flat)}")
         if expected != shape:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Expecting shape {_shape_str(expected)} but got: {_shape_str(shape)}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f"Expecting shape {_shape_str(expected)} but got: {_shape_str(shape)}"
+            )
         values[name].extend(flat)
 
     for index, elem in enumerate(instances):
@@ -385,8 +395,9 @@ def _fill_from_instances(instances: list, infos: TensorInfoMap,
             check()
         if objects:
             if not is_object(elem):
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Expecting object but got list at item {index} of input list")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT, f"Expecting object but got list at item {index} of input list"
+                )
             for name, item in elem.items():
                 try:
                     add_item(item, name)
@@ -394,22 +405,26 @@ def _fill_from_instances(instances: list, infos: TensorInfoMap,
                     raise ServingError(
                         Code.INVALID_ARGUMENT,
                         f"Failed to process element: {index} key: {name} of 'instances' list. "
-                        f"Error: {e.status_string()}") from None
+                        f"Error: {e.status_string()}",
+                    ) from None
             if set(elem) != set(names):
                 raise ServingError(
                     Code.INVALID_ARGUMENT,
                     f"Failed to process element: {index} of 'instances' list. JSON object: "
-                    f"{debug_string(elem)} keys must be equal to: {','.join(names)}")
+                    f"{debug_string(elem)} keys must be equal to: {','.join(names)}",
+                )
         else:
             if is_object(elem):
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Expecting value/list but got object at item {index} of input list")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT, f"Expecting value/list but got object at item {index} of input list"
+                )
             try:
                 add_item(elem, names[0])
             except ServingError as e:
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Failed to process element: {index} of 'instances' list. "
-                                   f"Error: {e.status_string()}") from None
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    f"Failed to process element: {index} of 'instances' list. " f"Error: {e.status_string()}",
+                ) from None
     for name, flat in values.items():
         dtype = infos[name].dtype
         tensor = out[name]
@@ -417,25 +432,24 @@ def _fill_from_instances(instances: list, infos: TensorInfoMap,
         tensor.tensor_shape.dim.add(size=len(instances))
         for size in shapes[name]:
             tensor.tensor_shape.dim.add(size=size)
-        getattr(tensor, _VAL_FIELD[dtype]).extend(
-            _to_half_bits(flat) if dtype == types_pb2.DT_HALF else flat)
+        getattr(tensor, _VAL_FIELD[dtype]).extend(_to_half_bits(flat) if dtype == types_pb2.DT_HALF else flat)
 
 
-def _fill_from_inputs(inputs: Any, infos: TensorInfoMap,
-                      out: Mapping[str, tensor_pb2.TensorProto]) -> None:
+def _fill_from_inputs(inputs: Any, infos: TensorInfoMap, out: Mapping[str, tensor_pb2.TensorProto]) -> None:
     """Columnar format: each named input is one whole tensor."""
     if not isinstance(inputs, dict) or _is_b64_object(inputs):
         if len(infos) > 1:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               "inputs is a plain value/list, but expecting an object as multiple "
-                               "input tensors required as per tensorinfo_map")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                "inputs is a plain value/list, but expecting an object as multiple "
+                "input tensors required as per tensorinfo_map",
+            )
         name = next(iter(infos))
         out[name].CopyFrom(make_tensor_proto(inputs, infos[name].dtype)[0])
         return
     for name in sorted(infos):
         if name not in inputs:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Missing named input: {name} in 'inputs' object.")
+            raise ServingError(Code.INVALID_ARGUMENT, f"Missing named input: {name} in 'inputs' object.")
         out[name].CopyFrom(make_tensor_proto(inputs[name], infos[name].dtype)[0])
 
 
@@ -445,13 +459,17 @@ def _fill_signature(doc: dict[str, Any], model_spec: Any) -> None:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 f"JSON Value: {debug_string(doc)} not formatted correctly. "
-                "'signature_name' key must be a string value.")
+                "'signature_name' key must be a string value.",
+            )
         model_spec.signature_name = doc[SIGNATURE_KEY]
 
 
-def fill_predict_request(body: bytes | str,
-                         get_inputs: Callable[[str], TensorInfoMap],
-                         request: predict_pb2.PredictRequest, check: StepCheck = _no_check) -> Format:
+def fill_predict_request(
+    body: bytes | str,
+    get_inputs: Callable[[str], TensorInfoMap],
+    request: predict_pb2.PredictRequest,
+    check: StepCheck = _no_check,
+) -> Format:
     """Fills `request.inputs` (and the signature name) from a REST predict body; `check`
     runs between steps."""
     doc = parse_json(body)
@@ -460,22 +478,24 @@ def fill_predict_request(body: bytes | str,
     signature = request.model_spec.signature_name
     infos = get_inputs(signature)
     if not infos:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Failed to get input map for signature: {signature or 'DEFAULT'}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"Failed to get input map for signature: {signature or 'DEFAULT'}")
     if INSTANCES_KEY in doc:
         if INPUTS_KEY in doc:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 f"JSON Value: {debug_string(doc)} Not formatted correctly expecting only one of "
-                f"'{INPUTS_KEY}' or '{INSTANCES_KEY}' keys to exist ")
+                f"'{INPUTS_KEY}' or '{INSTANCES_KEY}' keys to exist ",
+            )
         instances = doc[INSTANCES_KEY]
         if not isinstance(instances, list):
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"JSON Value: {debug_string(doc)} Expecting '{INSTANCES_KEY}' "
-                               "to be an list/array")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"JSON Value: {debug_string(doc)} Expecting '{INSTANCES_KEY}' " "to be an list/array",
+            )
         if not instances:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"JSON Value: {debug_string(doc)} No values in '{INSTANCES_KEY}' array")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f"JSON Value: {debug_string(doc)} No values in '{INSTANCES_KEY}' array"
+            )
         _fill_from_instances(instances, infos, request.inputs, check)
         return Format.ROW
     if INPUTS_KEY in doc:
@@ -486,9 +506,11 @@ def fill_predict_request(body: bytes | str,
 
 # ------------------------------------------------------------ tf.Example JSON
 
+
 def _kind_name(feature: feature_pb2.Feature) -> str:
     return {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}.get(
-        feature.WhichOneof("kind"), "UNKNOWN")
+        feature.WhichOneof("kind"), "UNKNOWN"
+    )
 
 
 def _add_feature_value(val: Any, name: str, feature: feature_pb2.Feature) -> None:
@@ -497,13 +519,15 @@ def _add_feature_value(val: Any, name: str, feature: feature_pb2.Feature) -> Non
 
     def require(wanted: str) -> None:
         if kind not in (None, wanted):
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Unexpected element type in feature: {name} "
-                               f"expecting type: {_kind_name(feature)}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Unexpected element type in feature: {name} " f"expecting type: {_kind_name(feature)}",
+            )
 
     if val is None or isinstance(val, list) or (isinstance(val, dict) and not _is_b64_object(val)):
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Feature: {name} has element with unexpected JSON type: {json_type(val)}")
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"Feature: {name} has element with unexpected JSON type: {json_type(val)}"
+        )
     if isinstance(val, bool):
         require("int64_list")
         feature.int64_list.value.append(int(val))
@@ -519,16 +543,16 @@ def _add_feature_value(val: Any, name: str, feature: feature_pb2.Feature) -> Non
     else:
         require("int64_list")
         if val > _INT64_RANGE[1]:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Feature: {name} has uint64_t element. Only int64_t is supported.")
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f"Feature: {name} has uint64_t element. Only int64_t is supported."
+            )
         feature.int64_list.value.append(val)
 
 
 def make_example(val: Any, example: example_pb2.Example) -> None:
     """A tf.Example from `{"feature": value-or-list, ...}` (MakeExampleFromJsonObject)."""
     if not isinstance(val, dict):
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Example must be JSON object but got JSON {json_type(val)}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"Example must be JSON object but got JSON {json_type(val)}")
     for name, content in val.items():
         feature = example.features.feature[name]
         for item in content if isinstance(content, list) else [content]:
@@ -536,9 +560,10 @@ def make_example(val: Any, example: example_pb2.Example) -> None:
 
 
 def fill_classify_regress_request(
-        body: bytes | str,
-        request: classification_pb2.ClassificationRequest | regression_pb2.RegressionRequest,
-        check: StepCheck = _no_check) -> None:
+    body: bytes | str,
+    request: classification_pb2.ClassificationRequest | regression_pb2.RegressionRequest,
+    check: StepCheck = _no_check,
+) -> None:
     """Fills `request.input` from `{"examples": [...], "context": {...}}`; `check` runs between
     steps."""
     doc = parse_json(body)
@@ -549,17 +574,21 @@ def fill_classify_regress_request(
         make_example(doc[CONTEXT_KEY], request.input.example_list_with_context.context)
         target = request.input.example_list_with_context
     if EXAMPLES_KEY not in doc:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Value: {debug_string(doc)} When method is classify, key "
-                           f"'{EXAMPLES_KEY}' is expected and was not found")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"JSON Value: {debug_string(doc)} When method is classify, key "
+            f"'{EXAMPLES_KEY}' is expected and was not found",
+        )
     examples = doc[EXAMPLES_KEY]
     if not isinstance(examples, list):
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Value: {debug_string(doc)} Expecting '{EXAMPLES_KEY}' value to "
-                           "be an list/array")
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"JSON Value: {debug_string(doc)} Expecting '{EXAMPLES_KEY}' value to " "be an list/array",
+        )
     if not examples:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Value: {debug_string(doc)} '{EXAMPLES_KEY}' value is an empty array")
+        raise ServingError(
+            Code.INVALID_ARGUMENT, f"JSON Value: {debug_string(doc)} '{EXAMPLES_KEY}' value is an empty array"
+        )
     for index, item in enumerate(examples):
         if index % CHECK_EVERY == 0:
             check()
@@ -567,6 +596,7 @@ def fill_classify_regress_request(
 
 
 # --------------------------------------------------------------- JSON writing
+
 
 def format_decimal(value: float, double: bool) -> str:
     """WriteDecimal: six significant digits when they round-trip, else full precision."""
@@ -605,8 +635,7 @@ def _write_scalar(value: Any, dtype: np.dtype, as_bytes: bool) -> str:
         if as_bytes:
             return '{"b64": "' + base64.b64encode(value).decode("ascii") + '"}'
         return json.dumps(value.decode("utf-8", errors="replace"))
-    raise ServingError(Code.INVALID_ARGUMENT,
-                       f"Failed to write JSON value for tensor type: {dtype}")
+    raise ServingError(Code.INVALID_ARGUMENT, f"Failed to write JSON value for tensor type: {dtype}")
 
 
 def _is_bytes_output(name: str, array: np.ndarray) -> bool:
@@ -615,8 +644,7 @@ def _is_bytes_output(name: str, array: np.ndarray) -> bool:
 
 def _check_supported(name: str, array: np.ndarray) -> None:
     if array.dtype.kind not in "fbiuO":
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Failed to write JSON value for tensor type: {array.dtype}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"Failed to write JSON value for tensor type: {array.dtype}")
 
 
 def make_json_from_tensors(outputs: Mapping[str, np.ndarray], fmt: Format) -> str:
@@ -637,18 +665,17 @@ def make_json_from_tensors(outputs: Mapping[str, np.ndarray], fmt: Format) -> st
     for name in names:
         array = outputs[name]
         if array.ndim == 0:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Tensor name: {name} has no shape information ")
+            raise ServingError(Code.INVALID_ARGUMENT, f"Tensor name: {name} has no shape information ")
         if batch >= 0 and array.shape[0] != batch:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Tensor name: {name} has inconsistent batch size: "
-                               f"{array.shape[0]} expecting: {batch}")
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Tensor name: {name} has inconsistent batch size: " f"{array.shape[0]} expecting: {batch}",
+            )
         batch = array.shape[0]
     lists = {n: outputs[n].tolist() for n in names}
     rows = []
     for i in range(batch):
-        items = [_write_nested(lists[n][i], outputs[n].dtype, _is_bytes_output(n, outputs[n]))
-                 for n in names]
+        items = [_write_nested(lists[n][i], outputs[n].dtype, _is_bytes_output(n, outputs[n])) for n in names]
         if many:
             rows.append("{" + ", ".join(f"{json.dumps(n)}: {v}" for n, v in zip(names, items)) + "}")
         else:
@@ -659,12 +686,10 @@ def make_json_from_tensors(outputs: Mapping[str, np.ndarray], fmt: Format) -> st
 def make_json_from_classification(result: classification_pb2.ClassificationResult) -> str:
     """`{"results": [[[label, score], ...], ...]}`."""
     if not result.classifications:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           "Cannot convert empty ClassificationResults to JSON")
+        raise ServingError(Code.INVALID_ARGUMENT, "Cannot convert empty ClassificationResults to JSON")
     rows = []
     for classifications in result.classifications:
-        pairs = [f"[{json.dumps(c.label)}, {format_decimal(c.score, double=False)}]"
-                 for c in classifications.classes]
+        pairs = [f"[{json.dumps(c.label)}, {format_decimal(c.score, double=False)}]" for c in classifications.classes]
         rows.append("[" + ", ".join(pairs) + "]")
     return '{"results": [' + ", ".join(rows) + "]}"
 

@@ -28,26 +28,32 @@ def _field(default: Any, help_text: str) -> Any:
 class Limits:
     """Per-request caps, per-model concurrency and connection timeouts."""
 
-    max_request_bytes: int = _field(
-        64 * MIB, "largest REST body or gRPC message, in bytes (REST: 413 beyond it)")
+    max_request_bytes: int = _field(64 * MIB, "largest REST body or gRPC message, in bytes (REST: 413 beyond it)")
     max_request_elements: int = _field(
-        2**22, "most tensor elements in one request (gRPC: declared shapes of all inputs; REST: "
-               "JSON values in the body, counted before parsing)")
+        2**22,
+        "most tensor elements in one request (gRPC: declared shapes of all inputs; REST: "
+        "JSON values in the body, counted before parsing)",
+    )
     max_in_flight_requests_per_model: int = _field(
-        32, "predict/classify/regress requests running or queued per model; more are answered "
-            "at once with 503 / UNAVAILABLE")
+        32,
+        "predict/classify/regress requests running or queued per model; more are answered "
+        "at once with 503 / UNAVAILABLE",
+    )
     rest_api_header_timeout_in_ms: int = _field(
-        10_000, "time for a client to send a request's headers; the connection is closed after it")
+        10_000, "time for a client to send a request's headers; the connection is closed after it"
+    )
     rest_api_body_timeout_in_ms: int = _field(
-        60_000, "time for a client to send a request's body (408 and close after it)")
-    rest_api_idle_timeout_in_ms: int = _field(
-        60_000, "how long an idle keep-alive connection stays open")
+        60_000, "time for a client to send a request's body (408 and close after it)"
+    )
+    rest_api_idle_timeout_in_ms: int = _field(60_000, "how long an idle keep-alive connection stays open")
     rest_api_max_connections: int = _field(
-        512, "open REST connections; past it a new one gets 503 and is closed, the open ones "
-             "finish normally")
+        512, "open REST connections; past it a new one gets 503 and is closed, the open ones " "finish normally"
+    )
     grpc_channel_arguments: str = _field(
-        "", "comma-separated gRPC server arguments (key=value) overriding the defaults of "
-            "GRPC_CHANNEL_DEFAULTS, e.g. grpc.max_connection_age_ms=60000")
+        "",
+        "comma-separated gRPC server arguments (key=value) overriding the defaults of "
+        "GRPC_CHANNEL_DEFAULTS, e.g. grpc.max_connection_age_ms=60000",
+    )
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -115,10 +121,12 @@ def _grpc_arguments_text(text: str) -> str:
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Limits field, same name, same default."""
     for field in dataclasses.fields(Limits):
-        parser.add_argument(f"--{field.name}",
-                            type=positive_int if field.type == "int" else _grpc_arguments_text,
-                            default=field.default,
-                            help=f"{field.metadata['help']} (default {field.default!r})")
+        parser.add_argument(
+            f"--{field.name}",
+            type=positive_int if field.type == "int" else _grpc_arguments_text,
+            default=field.default,
+            help=f"{field.metadata['help']} (default {field.default!r})",
+        )
 
 
 def from_args(args: argparse.Namespace) -> Limits:
@@ -129,8 +137,12 @@ class Deadline:
     """When a request must stop. Checked between steps (parse, convert, run, write), so a
     request that timed out or whose client went away stops its work at the next step."""
 
-    def __init__(self, seconds: float | None = None, is_active: Callable[[], bool] | None = None,
-                 message: str = "Deadline Exceeded") -> None:
+    def __init__(
+        self,
+        seconds: float | None = None,
+        is_active: Callable[[], bool] | None = None,
+        message: str = "Deadline Exceeded",
+    ) -> None:
         self._end = time.monotonic() + seconds if seconds is not None else None
         self._is_active = is_active
         self._cancelled = threading.Event()
@@ -168,7 +180,8 @@ class InFlightLimiter:
                 raise ServingError(
                     Code.UNAVAILABLE,
                     f"Too many requests in flight for model {clip(model)}: limit "
-                    f"{self._limit} (--max_in_flight_requests_per_model); retry later")
+                    f"{self._limit} (--max_in_flight_requests_per_model); retry later",
+                )
             self._counts[model] = count + 1
 
     def release(self, model: str) -> None:

@@ -14,9 +14,8 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LABELS = ("model_name", "model_version", "api", "entrypoint")
 # TF Serving's model_warmup_latency sampler: microseconds, Buckets::Exponential(10, 1.8, 33).
-_WARMUP_BUCKETS_MICROS = tuple(10 * 1.8 ** i for i in range(33))
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    2.5, 5.0, 10.0, 30.0)
+_WARMUP_BUCKETS_MICROS = tuple(10 * 1.8**i for i in range(33))
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class RequestOutcome:
@@ -33,22 +32,38 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.request_count = Counter(
-            ":tensorflow:serving:request_count", "Requests, by model, version, API, protocol "
-            "and status code.", _LABELS + ("status",), registry=self.registry)
+            ":tensorflow:serving:request_count",
+            "Requests, by model, version, API, protocol " "and status code.",
+            _LABELS + ("status",),
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
-            ":tensorflow:serving:request_latency", "Request latency in seconds.",
-            _LABELS, buckets=_LATENCY_BUCKETS, registry=self.registry)
+            ":tensorflow:serving:request_latency",
+            "Request latency in seconds.",
+            _LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.loaded_versions = Gauge(
-            ":tensorflow:serving:loaded_model_versions", "Versions currently serving, by model.",
-            ("model_name",), registry=self.registry)
+            ":tensorflow:serving:loaded_model_versions",
+            "Versions currently serving, by model.",
+            ("model_name",),
+            registry=self.registry,
+        )
         self.warmup_latency = Histogram(
-            ":tensorflow:serving:model_warmup_latency", "Distribution of wall time (in microseconds) "
-            "for warming up the model.", ("model_path", "status"), buckets=_WARMUP_BUCKETS_MICROS,
-            registry=self.registry)
+            ":tensorflow:serving:model_warmup_latency",
+            "Distribution of wall time (in microseconds) " "for warming up the model.",
+            ("model_path", "status"),
+            buckets=_WARMUP_BUCKETS_MICROS,
+            registry=self.registry,
+        )
         self.warmup_records = Counter(
-            ":tensorflow:serving:model_warmup_records", "Warmup records replayed (each run "
+            ":tensorflow:serving:model_warmup_records",
+            "Warmup records replayed (each run "
             "--num_request_iterations_for_warmup times), by model path and status.",
-            ("model_path", "status"), registry=self.registry)
+            ("model_path", "status"),
+            registry=self.registry,
+        )
 
     @contextmanager
     def track(self, model_name: str, api: str, entrypoint: str) -> Iterator[RequestOutcome]:

@@ -39,6 +39,7 @@ class ModelConfig:
             return self.versions & set(available)
         return set(available[: self.num_versions])
 
+
 @dataclasses.dataclass(frozen=True)
 class LoadRetries:
     """How failed loads are retried (TF Serving's --max_num_load_retries and
@@ -88,30 +89,33 @@ def parse_model_server_config(text: str) -> list[ModelConfig]:
 def model_configs_from_proto(config_list: model_server_config_pb2.ModelConfigList) -> list[ModelConfig]:
     """Validated ModelConfigs of a ModelConfigList (ServerCore's ValidateModelConfigList)."""
     if len(config_list.config) > MAX_MODELS:
-        raise ValueError(f"A ModelConfigList may list at most {MAX_MODELS} models; "
-                         f"got {len(config_list.config)}")
+        raise ValueError(f"A ModelConfigList may list at most {MAX_MODELS} models; " f"got {len(config_list.config)}")
     models: list[ModelConfig] = []
     for model in config_list.config:
         if not model.name or not model.base_path:
             raise ValueError(f"Each model config needs a name and a base_path: {model}")
         if model.model_platform not in ("", "tensorflow"):
-            raise ValueError(f"Model {model.name}: unsupported model_platform "
-                             f"{model.model_platform!r} (only 'tensorflow')")
+            raise ValueError(
+                f"Model {model.name}: unsupported model_platform " f"{model.model_platform!r} (only 'tensorflow')"
+            )
         if any(m.name == model.name for m in models):
             raise ValueError(f"Illegal to list model {model.name} multiple times in config list")
         if not os.path.isabs(model.base_path) and "://" not in model.base_path:
-            raise ValueError(f"Expected model {model.name} to have an absolute path or URI; "
-                             f"got base_path()={model.base_path}")
+            raise ValueError(
+                f"Expected model {model.name} to have an absolute path or URI; " f"got base_path()={model.base_path}"
+            )
         policy = model.model_version_policy.WhichOneof("policy_choice") or "latest"
         specific = frozenset(model.model_version_policy.specific.versions)
         if policy == "specific" and not specific:
             raise ValueError(f"Model {model.name}: specific version policy lists no versions")
-        models.append(ModelConfig(
-            name=model.name,
-            base_path=model.base_path,
-            policy=policy,
-            num_versions=model.model_version_policy.latest.num_versions or 1,
-            versions=specific,
-            labels=tuple(sorted(model.version_labels.items())),
-        ))
+        models.append(
+            ModelConfig(
+                name=model.name,
+                base_path=model.base_path,
+                policy=policy,
+                num_versions=model.model_version_policy.latest.num_versions or 1,
+                versions=specific,
+                labels=tuple(sorted(model.version_labels.items())),
+            )
+        )
     return models

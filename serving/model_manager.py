@@ -57,8 +57,9 @@ def list_versions(base_path: str) -> dict[int, str]:
         if entry.name.isdigit() and entry.name.isascii() and entry.is_dir():
             digits = entry.name.lstrip("0")
             if len(digits) > len(str(MAX_VERSION)) or int(digits or "0") > MAX_VERSION:
-                _warn_once(entry.path, "Ignoring version directory %s: the version does not fit "
-                           "an int64", entry.path)
+                _warn_once(
+                    entry.path, "Ignoring version directory %s: the version does not fit " "an int64", entry.path
+                )
                 continue
             versions.setdefault(int(entry.name), entry.path)
     return versions
@@ -123,11 +124,15 @@ class _Model:
 class ModelManager:
     """Loads, serves and unloads model versions; thread-safe lookups."""
 
-    def __init__(self, configs: list[ModelConfig], load: Callable[[str, int, str], object],
-                 poll_wait_seconds: float = 1.0,
-                 on_change: Callable[[], None] | None = None,
-                 retries: LoadRetries | None = None,
-                 allow_version_labels_for_unavailable_models: bool = False) -> None:
+    def __init__(
+        self,
+        configs: list[ModelConfig],
+        load: Callable[[str, int, str], object],
+        poll_wait_seconds: float = 1.0,
+        on_change: Callable[[], None] | None = None,
+        retries: LoadRetries | None = None,
+        allow_version_labels_for_unavailable_models: bool = False,
+    ) -> None:
         self._initial = list(configs)
         self._models: dict[str, _Model] = {}
         self._active: list[str] = []
@@ -163,8 +168,7 @@ class ModelManager:
         if self._thread is not None:
             self._thread.join(deadline_seconds)
             if self._thread.is_alive():
-                log.warning("The model poller is still busy after %.1f s; shutting down without it",
-                            deadline_seconds)
+                log.warning("The model poller is still busy after %.1f s; shutting down without it", deadline_seconds)
         with self._lock:
             for model in self._models.values():
                 for version in model.loaded:
@@ -193,14 +197,14 @@ class ModelManager:
                 if model.loaded:
                     continue
                 ended = sorted(model.status.items(), reverse=True)
-            servable_id = "{name: " + config.name + " version: " + (
-                str(ended[0][0]) if ended else "none found") + "}"
+            servable_id = "{name: " + config.name + " version: " + (str(ended[0][0]) if ended else "none found") + "}"
             error = ended[0][1].error if ended else None
             due = " due to error: " + error.status_string() if error is not None else ""
             failures.append("{" + servable_id + due + "}, ")
         if failures:
-            raise ServingError(Code.UNKNOWN, f"{len(failures)} model(s) did not become available: "
-                               + "{" + "".join(failures) + "}")
+            raise ServingError(
+                Code.UNKNOWN, f"{len(failures)} model(s) did not become available: " + "{" + "".join(failures) + "}"
+            )
 
     def _apply_config(self, configs: list[ModelConfig]) -> None:
         with self._work_lock:
@@ -233,10 +237,12 @@ class ModelManager:
                 for label, version in config.labels:
                     allowed = self._allow_unavailable_labels and current.get(label, version) == version
                     if not allowed and version not in available:
-                        raise ServingError(Code.FAILED_PRECONDITION,
-                                           f"Request to assign label to version {version} of model "
-                                           f"{config.name}, which is not currently available for "
-                                           f"inference")
+                        raise ServingError(
+                            Code.FAILED_PRECONDITION,
+                            f"Request to assign label to version {version} of model "
+                            f"{config.name}, which is not currently available for "
+                            f"inference",
+                        )
                     maps[config.name][label] = version
         return maps
 
@@ -260,8 +266,7 @@ class ModelManager:
 
     def _next_retry(self) -> float:
         with self._lock:
-            times = [f.retry_at for m in self._models.values() for f in m.failed.values()
-                     if f.retry_at is not None]
+            times = [f.retry_at for m in self._models.values() for f in m.failed.values() if f.retry_at is not None]
         return min(times, default=float("inf"))
 
     def poll_once(self) -> None:
@@ -279,9 +284,12 @@ class ModelManager:
         else:
             on_disk = list_versions(config.base_path)
             if not on_disk:
-                _warn_once(f"no-versions:{config.name}:{config.base_path}",
-                           "No versions of servable %s found under base path %s",
-                           config.name, config.base_path)
+                _warn_once(
+                    f"no-versions:{config.name}:{config.base_path}",
+                    "No versions of servable %s found under base path %s",
+                    config.name,
+                    config.base_path,
+                )
                 return
             aspired = config.aspired(on_disk)
         with self._lock:
@@ -303,8 +311,7 @@ class ModelManager:
             self._load_version(model, version, path, fingerprint, special, attempt)
         with self._lock:
             serving_aspired = any(v in model.loaded and model.paths.get(v) == on_disk[v] for v in aspired)
-            stale = ([v for v in model.loaded if v not in aspired]
-                     if serving_aspired or config is None else [])
+            stale = [v for v in model.loaded if v not in aspired] if serving_aspired or config is None else []
             for version in stale:
                 model.set_status(version, VersionStatus(State.UNLOADING))
         for version in stale:
@@ -316,8 +323,9 @@ class ModelManager:
         if stale and self._on_change:
             self._on_change()
 
-    def _load_version(self, model: _Model, version: int, path: str, fingerprint: tuple,
-                      special: str | None, attempt: int) -> None:
+    def _load_version(
+        self, model: _Model, version: int, path: str, fingerprint: tuple, special: str | None, attempt: int
+    ) -> None:
         name = model.name
         description = f"Loading servable: {{name: {name} version: {version}}}"
         with self._lock:
@@ -329,21 +337,27 @@ class ModelManager:
             log.info("Loading servable version {name: %s version: %d} from %s", name, version, path)
         try:
             if special is not None:
-                raise ServingError(Code.FAILED_PRECONDITION,
-                                   f"{special} in version {version} of model {name} is not a "
-                                   f"regular file (a FIFO, device or socket)")
+                raise ServingError(
+                    Code.FAILED_PRECONDITION,
+                    f"{special} in version {version} of model {name} is not a "
+                    f"regular file (a FIFO, device or socket)",
+                )
             servable = self._load(name, version, path)
         except Exception as e:  # noqa: BLE001 - a broken version must not stop serving
             error = e if isinstance(e, ServingError) else ServingError(Code.UNKNOWN, str(e))
             log.error("%s failed: %s", description, error.status_string())
             retry = attempt <= self._retries.max_num_load_retries and special is None
             if not retry and self._retries.max_num_load_retries > 0 and special is None:
-                log.info("Retrying of %s exhausted max_num_retries: %d", description,
-                         self._retries.max_num_load_retries)
+                log.info(
+                    "Retrying of %s exhausted max_num_retries: %d", description, self._retries.max_num_load_retries
+                )
             with self._lock:
                 model.failed[version] = _Failure(
-                    path, fingerprint, attempt,
-                    time.monotonic() + max(0.0, self._retries.interval_seconds) if retry else None)
+                    path,
+                    fingerprint,
+                    attempt,
+                    time.monotonic() + max(0.0, self._retries.interval_seconds) if retry else None,
+                )
                 if version not in model.loaded and not retry:
                     model.set_status(version, VersionStatus(State.END, error))
             return
@@ -382,12 +396,10 @@ class ModelManager:
             if version is None:
                 if loaded:
                     return loaded[max(loaded)]
-                raise ServingError(Code.NOT_FOUND,
-                                   f"Servable not found for request: Latest({name})")
+                raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Latest({name})")
             if version in loaded:
                 return loaded[version]
-        raise ServingError(Code.NOT_FOUND,
-                           f"Servable not found for request: Specific({name}, {version})")
+        raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})")
 
     def version_status(self, name: str, version: int | None = None) -> dict[int, VersionStatus]:
         """Known versions of a model and their states, newest first (ServableStateMonitor)."""
@@ -406,4 +418,3 @@ class ModelManager:
         """Model name -> versions currently serving."""
         with self._lock:
             return {name: sorted(m.loaded) for name, m in self._models.items()}
-

@@ -35,30 +35,44 @@ def test_parse_model_server_config():
         }""")
     assert models == [
         ModelConfig("a", "/m/a"),
-        ModelConfig("b", "/m/b", "specific", versions=frozenset({1, 3}),
-                    labels=(("canary", 3), ("stable", 1))),
+        ModelConfig("b", "/m/b", "specific", versions=frozenset({1, 3}), labels=(("canary", 3), ("stable", 1))),
         ModelConfig("c", "/m/c", "all"),
         ModelConfig("d", "/m/d", "latest", num_versions=2),
     ]
 
 
-@pytest.mark.parametrize("text, wording", [
-    ("model_config_list { config { name: 'a' base_path: '/a' } } nonsense",
-     "Error parsing text-format tensorflow.serving.ModelServerConfig"),
-    ("custom_model_config {}", "must contain a model_config_list"),
-    ("model_config_list {}", "lists no models"),
-    ("model_config_list { config { name: 'a' } }", "needs a name and a base_path"),
-    ("model_config_list { config { name: 'a' base_path: '/a' model_platform: 'tflite' } }",
-     "unsupported model_platform"),
-    ("model_config_list { config { name: 'a' base_path: '/a' } config { name: 'a' base_path: '/b' } }",
-     "Illegal to list model a multiple times in config list"),
-    ("model_config_list { config { name: 'a' base_path: 'relative/a' } }",
-     "Expected model a to have an absolute path or URI; got base_path\\(\\)=relative/a"),
-    ("model_config_list { config { name: 'a' base_path: '/a' "
-     "model_version_policy { specific {} } } }", "lists no versions"),
-    ("model_config_list { " + "config { name: 'a' base_path: '/a' } " * (MAX_MODELS + 1) + "}",
-     f"may list at most {MAX_MODELS} models; got {MAX_MODELS + 1}"),
-])
+@pytest.mark.parametrize(
+    "text, wording",
+    [
+        (
+            "model_config_list { config { name: 'a' base_path: '/a' } } nonsense",
+            "Error parsing text-format tensorflow.serving.ModelServerConfig",
+        ),
+        ("custom_model_config {}", "must contain a model_config_list"),
+        ("model_config_list {}", "lists no models"),
+        ("model_config_list { config { name: 'a' } }", "needs a name and a base_path"),
+        (
+            "model_config_list { config { name: 'a' base_path: '/a' model_platform: 'tflite' } }",
+            "unsupported model_platform",
+        ),
+        (
+            "model_config_list { config { name: 'a' base_path: '/a' } config { name: 'a' base_path: '/b' } }",
+            "Illegal to list model a multiple times in config list",
+        ),
+        (
+            "model_config_list { config { name: 'a' base_path: 'relative/a' } }",
+            "Expected model a to have an absolute path or URI; got base_path\\(\\)=relative/a",
+        ),
+        (
+            "model_config_list { config { name: 'a' base_path: '/a' " "model_version_policy { specific {} } } }",
+            "lists no versions",
+        ),
+        (
+            "model_config_list { " + "config { name: 'a' base_path: '/a' } " * (MAX_MODELS + 1) + "}",
+            f"may list at most {MAX_MODELS} models; got {MAX_MODELS + 1}",
+        ),
+    ],
+)
 def test_parse_model_server_config_errors(text, wording):
     with pytest.raises(ValueError, match=wording):
         parse_model_server_config(text)
@@ -73,8 +87,18 @@ def test_version_policies():
 
 
 def test_list_versions_ignores_non_numeric_and_temporary(tmp_path):
-    for name in ("1", "00000002", ".tmp-3", "tmp", "4a", "-5", "٣", "9223372036854775808", "9" * 250,
-                 "0000009223372036854775807"):
+    for name in (
+        "1",
+        "00000002",
+        ".tmp-3",
+        "tmp",
+        "4a",
+        "-5",
+        "٣",
+        "9223372036854775808",
+        "9" * 250,
+        "0000009223372036854775807",
+    ):
         (tmp_path / name).mkdir()
     (tmp_path / "6").write_text("a file, not a version")
     assert sorted(list_versions(str(tmp_path))) == [1, 2, 2**63 - 1]
@@ -93,9 +117,13 @@ def states(manager: ModelManager, name: str = "m") -> dict[int, int]:
 
 def test_lifecycle_latest_policy(tmp_path):
     push(tmp_path, 1)
-    manager = ModelManager([ModelConfig("m", str(tmp_path), labels=(("stable", 1),))], Servable,
-                           poll_wait_seconds=0, retries=NO_RETRIES,
-                           allow_version_labels_for_unavailable_models=True)
+    manager = ModelManager(
+        [ModelConfig("m", str(tmp_path), labels=(("stable", 1),))],
+        Servable,
+        poll_wait_seconds=0,
+        retries=NO_RETRIES,
+        allow_version_labels_for_unavailable_models=True,
+    )
     manager.start()
     try:
         assert states(manager) == {1: State.AVAILABLE}
@@ -133,8 +161,12 @@ def test_lifecycle_latest_policy(tmp_path):
 def test_specific_policy_and_lookup_errors(tmp_path):
     push(tmp_path, 1)
     push(tmp_path, 2)
-    manager = ModelManager([ModelConfig("m", str(tmp_path), "specific", versions=frozenset({1}))],
-                           Servable, poll_wait_seconds=0, retries=NO_RETRIES)
+    manager = ModelManager(
+        [ModelConfig("m", str(tmp_path), "specific", versions=frozenset({1}))],
+        Servable,
+        poll_wait_seconds=0,
+        retries=NO_RETRIES,
+    )
     manager.start()
     try:
         assert states(manager) == {1: State.AVAILABLE}
@@ -142,7 +174,9 @@ def test_specific_policy_and_lookup_errors(tmp_path):
         with pytest.raises(ServingError) as caught:
             manager.get_servable("m", label="nope")
         assert (caught.value.code, caught.value.message) == (
-            Code.INVALID_ARGUMENT, "Unrecognized servable version label: nope")
+            Code.INVALID_ARGUMENT,
+            "Unrecognized servable version label: nope",
+        )
         with pytest.raises(ServingError, match=r"Latest\(other\)"):
             manager.get_servable("other")
         with pytest.raises(ServingError, match="Could not find version 2 of model m"):
@@ -154,8 +188,7 @@ def test_specific_policy_and_lookup_errors(tmp_path):
 
 
 def test_missing_base_path_serves_nothing_until_a_version_appears(tmp_path):
-    manager = ModelManager([ModelConfig("m", str(tmp_path / "m"))], Servable, poll_wait_seconds=0,
-                           retries=NO_RETRIES)
+    manager = ModelManager([ModelConfig("m", str(tmp_path / "m"))], Servable, poll_wait_seconds=0, retries=NO_RETRIES)
     manager.start()
     try:
         with pytest.raises(ServingError, match="Could not find any versions"):
@@ -169,12 +202,12 @@ def test_missing_base_path_serves_nothing_until_a_version_appears(tmp_path):
 
 # ------------------------------------------------------------ hardening (issue 13, items 5 and 7)
 
+
 def test_version_beyond_int64_is_ignored_and_status_stays_answerable(tmp_path, caplog):
     push(tmp_path, 1)
     huge = tmp_path / "99999999999999999999"
     shutil.copytree(HALF_PLUS_TWO, huge)
-    manager = ModelManager([ModelConfig("m", str(tmp_path))], Servable, poll_wait_seconds=0,
-                           retries=NO_RETRIES)
+    manager = ModelManager([ModelConfig("m", str(tmp_path))], Servable, poll_wait_seconds=0, retries=NO_RETRIES)
     manager.start()
     try:
         assert states(manager) == {1: State.AVAILABLE}, "the good version must keep serving"
@@ -194,8 +227,7 @@ def test_fifo_in_a_version_fails_that_version_without_blocking_the_poller(tmp_pa
     fifo_version = push(tmp_path, 2)
     (fifo_version / "saved_model.pb").unlink()
     os.mkfifo(fifo_version / "saved_model.pb")
-    manager = ModelManager([ModelConfig("m", str(tmp_path), "all")], Servable, poll_wait_seconds=0,
-                           retries=NO_RETRIES)
+    manager = ModelManager([ModelConfig("m", str(tmp_path), "all")], Servable, poll_wait_seconds=0, retries=NO_RETRIES)
     manager.start()
     try:
         status = manager.version_status("m")
@@ -224,8 +256,9 @@ def test_stop_returns_while_a_load_hangs(tmp_path):
         return Servable(name, version, path)
 
     push(tmp_path, 1)
-    manager = ModelManager([ModelConfig("m", str(tmp_path))], load_hanging_on_version_2,
-                           poll_wait_seconds=0.05, retries=NO_RETRIES)
+    manager = ModelManager(
+        [ModelConfig("m", str(tmp_path))], load_hanging_on_version_2, poll_wait_seconds=0.05, retries=NO_RETRIES
+    )
     manager.start()
     try:
         push(tmp_path, 2)
@@ -241,6 +274,7 @@ def test_stop_returns_while_a_load_hangs(tmp_path):
 
 
 # ------------------------------------------------------------ retries (issue 11, item 2)
+
 
 class CountingLoad:
     """Servable loads, counted; the first `failures` attempts of each version raise (a flaky disk)."""
@@ -261,8 +295,12 @@ def test_failed_load_is_retried_max_num_load_retries_times_then_ends(tmp_path):
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
     load = CountingLoad()
-    manager = ModelManager([ModelConfig("m", str(tmp_path))], load, poll_wait_seconds=0,
-                           retries=LoadRetries(max_num_load_retries=2, load_retry_interval_micros=10_000))
+    manager = ModelManager(
+        [ModelConfig("m", str(tmp_path))],
+        load,
+        poll_wait_seconds=0,
+        retries=LoadRetries(max_num_load_retries=2, load_retry_interval_micros=10_000),
+    )
     manager.start()
     try:
         assert states(manager) == {1: State.LOADING}, "TF Serving shows LOADING while it retries"
@@ -279,8 +317,12 @@ def test_failed_load_is_retried_max_num_load_retries_times_then_ends(tmp_path):
 def test_transient_load_failure_recovers_on_retry(tmp_path):
     push(tmp_path, 1)
     load = CountingLoad(failures=1)
-    manager = ModelManager([ModelConfig("m", str(tmp_path))], load, poll_wait_seconds=0,
-                           retries=LoadRetries(max_num_load_retries=1, load_retry_interval_micros=-1))
+    manager = ModelManager(
+        [ModelConfig("m", str(tmp_path))],
+        load,
+        poll_wait_seconds=0,
+        retries=LoadRetries(max_num_load_retries=1, load_retry_interval_micros=-1),
+    )
     manager.start()
     try:
         wait_for(lambda: states(manager) == {1: State.AVAILABLE})
@@ -292,6 +334,7 @@ def test_transient_load_failure_recovers_on_retry(tmp_path):
 
 # ------------------------------------------------------------ config reload (issue 11, item 2)
 
+
 def test_labels_on_unavailable_versions_need_the_flag_at_start(tmp_path):
     push(tmp_path, 1)
     config = ModelConfig("m", str(tmp_path), labels=(("stable", 1),))
@@ -301,7 +344,8 @@ def test_labels_on_unavailable_versions_need_the_flag_at_start(tmp_path):
     manager.stop()
     assert (caught.value.code, caught.value.message) == (
         Code.FAILED_PRECONDITION,
-        "Request to assign label to version 1 of model m, which is not currently available for inference")
+        "Request to assign label to version 1 of model m, which is not currently available for inference",
+    )
 
 
 def test_reload_config_adds_removes_and_relabels_models(tmp_path):
@@ -347,9 +391,13 @@ def test_allow_version_labels_for_unavailable_models_only_for_new_labels(tmp_pat
     push(tmp_path, 1)
     push(tmp_path, 2)
     base = ModelConfig("m", str(tmp_path), "specific", versions=frozenset({1}))
-    manager = ModelManager([dataclasses.replace(base, labels=(("stable", 1),))], Servable,
-                           poll_wait_seconds=0, retries=NO_RETRIES,
-                           allow_version_labels_for_unavailable_models=True)
+    manager = ModelManager(
+        [dataclasses.replace(base, labels=(("stable", 1),))],
+        Servable,
+        poll_wait_seconds=0,
+        retries=NO_RETRIES,
+        allow_version_labels_for_unavailable_models=True,
+    )
     manager.start()
     try:
         manager.reload_config([dataclasses.replace(base, labels=(("next", 2), ("stable", 1)))])
@@ -374,8 +422,9 @@ def test_replaced_model_keeps_answering_until_its_successor_is_available(tmp_pat
     old, new = tmp_path / "old", tmp_path / "new"
     push(old, 1)
     push(new, 5)
-    manager = ModelManager([ModelConfig("m", str(old))], load_held_for_version_5, poll_wait_seconds=0,
-                           retries=NO_RETRIES)
+    manager = ModelManager(
+        [ModelConfig("m", str(old))], load_held_for_version_5, poll_wait_seconds=0, retries=NO_RETRIES
+    )
     manager.start()
     reload = threading.Thread(target=manager.reload_config, args=([ModelConfig("m", str(new))],))
     try:

@@ -14,22 +14,32 @@ _PACKAGE = "tensorflow.serving"
 
 def _declare():
     file = descriptor_pb2.FileDescriptorProto(
-        name="mnist_tfx/tensorflow_serving/config/monitoring_config.proto",
-        package=_PACKAGE, syntax="proto3")
+        name="mnist_tfx/tensorflow_serving/config/monitoring_config.proto", package=_PACKAGE, syntax="proto3"
+    )
     prometheus = file.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
-                         label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    prometheus.field.add(name="path", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                         label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    prometheus.field.add(
+        name="enable",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    prometheus.field.add(
+        name="path",
+        number=2,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     monitoring = file.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1,
-                         type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
-                         type_name=f".{_PACKAGE}.PrometheusConfig",
-                         label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    monitoring.field.add(
+        name="prometheus_config",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+        type_name=f".{_PACKAGE}.PrometheusConfig",
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return message_factory.MessageFactory(pool).GetPrototype(
-        pool.FindMessageTypeByName(f"{_PACKAGE}.MonitoringConfig"))
+    return message_factory.MessageFactory(pool).GetPrototype(pool.FindMessageTypeByName(f"{_PACKAGE}.MonitoringConfig"))
 
 
 MonitoringConfig = _declare()

@@ -85,50 +85,85 @@ def _seconds(text: str) -> float:
     return value
 
 
-def build_parser(default_model_base_path: str,
-                 default_model_name: str = DEFAULT_MODEL_NAME) -> argparse.ArgumentParser:
+def build_parser(default_model_base_path: str, default_model_name: str = DEFAULT_MODEL_NAME) -> argparse.ArgumentParser:
     parser = _OneLineErrors(
-        prog="mnist-tfx serve",
-        description="Serve SavedModels over the TensorFlow Serving REST and gRPC APIs.")
+        prog="mnist-tfx serve", description="Serve SavedModels over the TensorFlow Serving REST and gRPC APIs."
+    )
     parser.add_argument("--port", type=_port, default=8500, help="gRPC port (default 8500)")
-    parser.add_argument("--rest_api_port", type=_port, default=8501,
-                        help="REST port (default 8501; 0 disables REST)")
-    parser.add_argument("--rest_api_host", default="127.0.0.1",
-                        help="address REST and gRPC listen on (default 127.0.0.1)")
-    parser.add_argument("--model_name", default=default_model_name,
-                        help=f"name of the served model (default {default_model_name})")
-    parser.add_argument("--model_base_path", default=default_model_base_path,
-                        help=f"directory of numeric version subdirectories "
-                             f"(default {default_model_base_path})")
-    parser.add_argument("--model_config_file", default="",
-                        help="text-format ModelServerConfig; overrides --model_name/--model_base_path")
-    parser.add_argument("--file_system_poll_wait_seconds", type=_seconds, default=1.0,
-                        help="seconds between polls of the base paths (0: poll once)")
-    parser.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False,
-                        help="merge concurrent requests into batches")
-    parser.add_argument("--batching_parameters_file", default="",
-                        help="text-format BatchingParameters (every TF Serving field)")
-    parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
-                        help="REST request timeout (default 30000; <= 0: none)")
-    parser.add_argument("--rest_api_num_threads", type=request_limits.positive_int,
-                        default=ServerOptions.rest_api_num_threads,
-                        help="threads running REST and gRPC requests")
+    parser.add_argument("--rest_api_port", type=_port, default=8501, help="REST port (default 8501; 0 disables REST)")
+    parser.add_argument(
+        "--rest_api_host", default="127.0.0.1", help="address REST and gRPC listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--model_name", default=default_model_name, help=f"name of the served model (default {default_model_name})"
+    )
+    parser.add_argument(
+        "--model_base_path",
+        default=default_model_base_path,
+        help=f"directory of numeric version subdirectories " f"(default {default_model_base_path})",
+    )
+    parser.add_argument(
+        "--model_config_file",
+        default="",
+        help="text-format ModelServerConfig; overrides --model_name/--model_base_path",
+    )
+    parser.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=_seconds,
+        default=1.0,
+        help="seconds between polls of the base paths (0: poll once)",
+    )
+    parser.add_argument(
+        "--enable_batching",
+        type=_bool_flag,
+        nargs="?",
+        const=True,
+        default=False,
+        help="merge concurrent requests into batches",
+    )
+    parser.add_argument(
+        "--batching_parameters_file", default="", help="text-format BatchingParameters (every TF Serving field)"
+    )
+    parser.add_argument(
+        "--rest_api_timeout_in_ms", type=int, default=30000, help="REST request timeout (default 30000; <= 0: none)"
+    )
+    parser.add_argument(
+        "--rest_api_num_threads",
+        type=request_limits.positive_int,
+        default=ServerOptions.rest_api_num_threads,
+        help="threads running REST and gRPC requests",
+    )
     # Caps and timeouts (issue 13): one flag per serving.limits.Limits field.
     request_limits.add_flags(parser)
     _add_config_and_service_flags(parser)
     # --- loading, warmup and per-model batching flags (one block; keep together) ---
-    parser.add_argument("--saved_model_tags", default=DEFAULT_SAVED_MODEL_TAGS,
-                        help="comma-separated tag set of the MetaGraphDef to load "
-                             f"(default {DEFAULT_SAVED_MODEL_TAGS})")
-    parser.add_argument("--enable_model_warmup", type=_bool_flag, nargs="?", const=True, default=True,
-                        help="replay assets.extra/tf_serving_warmup_requests before a version "
-                             "serves (default true)")
-    parser.add_argument("--num_request_iterations_for_warmup", type=int, default=1,
-                        help="times each warmup record runs (default 1; used only if > 0)")
-    parser.add_argument("--enable_per_model_batching_parameters", type=_bool_flag, nargs="?",
-                        const=True, default=False,
-                        help="with --enable_batching, batch a model only with the "
-                             "batching_params.pbtxt in its version directory")
+    parser.add_argument(
+        "--saved_model_tags",
+        default=DEFAULT_SAVED_MODEL_TAGS,
+        help="comma-separated tag set of the MetaGraphDef to load " f"(default {DEFAULT_SAVED_MODEL_TAGS})",
+    )
+    parser.add_argument(
+        "--enable_model_warmup",
+        type=_bool_flag,
+        nargs="?",
+        const=True,
+        default=True,
+        help="replay assets.extra/tf_serving_warmup_requests before a version " "serves (default true)",
+    )
+    parser.add_argument(
+        "--num_request_iterations_for_warmup",
+        type=int,
+        default=1,
+        help="times each warmup record runs (default 1; used only if > 0)",
+    )
+    parser.add_argument(
+        "--enable_per_model_batching_parameters",
+        type=_bool_flag,
+        nargs="?",
+        const=True,
+        default=False,
+        help="with --enable_batching, batch a model only with the " "batching_params.pbtxt in its version directory",
+    )
     # --- end of loading, warmup and per-model batching flags ---
     return parser
 
@@ -136,40 +171,78 @@ def build_parser(default_model_base_path: str,
 def _add_config_and_service_flags(parser: argparse.ArgumentParser) -> None:
     """Run-time config, retries, monitoring, gRPC and process flags (TF Serving's main.cc)."""
     defaults = ServerOptions(models=[])
-    parser.add_argument("--model_config_file_poll_wait_seconds", type=int,
-                        default=defaults.model_config_file_poll_wait_seconds,
-                        help="seconds between reads of --model_config_file (0: read once)")
-    parser.add_argument("--allow_version_labels_for_unavailable_models", type=_bool_flag, nargs="?",
-                        const=True, default=False,
-                        help="allow new version labels on versions not yet AVAILABLE")
-    parser.add_argument("--max_num_load_retries", type=int,
-                        default=LoadRetries.max_num_load_retries,
-                        help="retries of a failed load before giving up (0: one attempt; default 5)")
-    parser.add_argument("--load_retry_interval_micros", type=int,
-                        default=LoadRetries.load_retry_interval_micros,
-                        help="microseconds between load retries (default 1 minute; < 0: no wait)")
-    parser.add_argument("--monitoring_config_file", default="",
-                        help="text-format MonitoringConfig: prometheus_config { enable path }")
-    parser.add_argument("--grpc_socket_path", default="",
-                        help="also serve gRPC on this UNIX socket")
-    parser.add_argument("--grpc_max_threads", type=int, default=defaults.grpc_max_threads,
-                        help=f"threads handling gRPC calls (default 4 x CPUs = {defaults.grpc_max_threads})")
-    parser.add_argument("--enable_grpc_healthcheck_service", type=_bool_flag, nargs="?", const=True,
-                        default=False, help="serve the standard grpc.health.v1.Health service")
-    parser.add_argument("--rest_api_enable_cors_support", type=_bool_flag, nargs="?", const=True,
-                        default=False, help="add CORS headers to REST responses")
-    parser.add_argument("--tensorflow_session_parallelism", type=int, default=0,
-                        help="sets both TensorFlow thread pools (0: auto)")
-    parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                        help="threads within one TensorFlow op (0: auto)")
-    parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
-                        help="TensorFlow ops run at once (0: auto)")
-    parser.add_argument("--version", type=_bool_flag, nargs="?", const=True, default=False,
-                        help="print the version and exit")
+    parser.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=int,
+        default=defaults.model_config_file_poll_wait_seconds,
+        help="seconds between reads of --model_config_file (0: read once)",
+    )
+    parser.add_argument(
+        "--allow_version_labels_for_unavailable_models",
+        type=_bool_flag,
+        nargs="?",
+        const=True,
+        default=False,
+        help="allow new version labels on versions not yet AVAILABLE",
+    )
+    parser.add_argument(
+        "--max_num_load_retries",
+        type=int,
+        default=LoadRetries.max_num_load_retries,
+        help="retries of a failed load before giving up (0: one attempt; default 5)",
+    )
+    parser.add_argument(
+        "--load_retry_interval_micros",
+        type=int,
+        default=LoadRetries.load_retry_interval_micros,
+        help="microseconds between load retries (default 1 minute; < 0: no wait)",
+    )
+    parser.add_argument(
+        "--monitoring_config_file", default="", help="text-format MonitoringConfig: prometheus_config { enable path }"
+    )
+    parser.add_argument("--grpc_socket_path", default="", help="also serve gRPC on this UNIX socket")
+    parser.add_argument(
+        "--grpc_max_threads",
+        type=int,
+        default=defaults.grpc_max_threads,
+        help=f"threads handling gRPC calls (default 4 x CPUs = {defaults.grpc_max_threads})",
+    )
+    parser.add_argument(
+        "--enable_grpc_healthcheck_service",
+        type=_bool_flag,
+        nargs="?",
+        const=True,
+        default=False,
+        help="serve the standard grpc.health.v1.Health service",
+    )
+    parser.add_argument(
+        "--rest_api_enable_cors_support",
+        type=_bool_flag,
+        nargs="?",
+        const=True,
+        default=False,
+        help="add CORS headers to REST responses",
+    )
+    parser.add_argument(
+        "--tensorflow_session_parallelism", type=int, default=0, help="sets both TensorFlow thread pools (0: auto)"
+    )
+    parser.add_argument(
+        "--tensorflow_intra_op_parallelism", type=int, default=0, help="threads within one TensorFlow op (0: auto)"
+    )
+    parser.add_argument(
+        "--tensorflow_inter_op_parallelism", type=int, default=0, help="TensorFlow ops run at once (0: auto)"
+    )
+    parser.add_argument(
+        "--version", type=_bool_flag, nargs="?", const=True, default=False, help="print the version and exit"
+    )
     for name, kind, default, why in IGNORED_FLAGS:
-        parser.add_argument(f"--{name}", type=_bool_flag if kind is bool else kind, default=default,
-                            **({"nargs": "?", "const": True} if kind is bool else {}),
-                            help=f"accepted and ignored: {why}")
+        parser.add_argument(
+            f"--{name}",
+            type=_bool_flag if kind is bool else kind,
+            default=default,
+            **({"nargs": "?", "const": True} if kind is bool else {}),
+            help=f"accepted and ignored: {why}",
+        )
 
 
 # TF Serving flags accepted for drop-in compatibility that change nothing here: (name, type,
@@ -178,8 +251,7 @@ IGNORED_FLAGS: tuple[tuple[str, type, object, str], ...] = (
     ("num_load_threads", int, 0, "versions load one at a time on the poller thread (TF Serving's 0)"),
     ("num_unload_threads", int, 0, "unloading drops a reference; nothing to parallelise"),
     ("flush_filesystem_caches", bool, True, "no file system caches are kept after a load"),
-    ("remove_unused_fields_from_bundle_metagraph", bool, True,
-     "only the SignatureDefs of the MetaGraphDef are kept"),
+    ("remove_unused_fields_from_bundle_metagraph", bool, True, "only the SignatureDefs of the MetaGraphDef are kept"),
     ("per_process_gpu_memory_fraction", float, 0.0, "the server runs on CPU"),
     ("skip_initialize_tpu", bool, False, "no TPU support"),
 )
@@ -187,25 +259,30 @@ IGNORED_FLAGS: tuple[tuple[str, type, object, str], ...] = (
 
 def version_text() -> str:
     """`--version`, in TF Serving's two lines."""
+
     def version(package: str) -> str:
         try:
             return importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             return "unknown"
 
-    return (f"TensorFlow ModelServer: mnist-tfx {version('mnist-tfx')}\n"
-            f"TensorFlow Library: {version('tensorflow')}")
+    return f"TensorFlow ModelServer: mnist-tfx {version('mnist-tfx')}\n" f"TensorFlow Library: {version('tensorflow')}"
 
 
 def _thread_options(args: argparse.Namespace) -> tuple[int, int]:
     """(intra, inter) op parallelism as TF Serving's server.cc combines the three flags."""
-    intra, inter, both = (args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism,
-                          args.tensorflow_session_parallelism)
+    intra, inter, both = (
+        args.tensorflow_intra_op_parallelism,
+        args.tensorflow_inter_op_parallelism,
+        args.tensorflow_session_parallelism,
+    )
     if intra > 0 and inter > 0 and both > 0:
-        raise ValueError("Either configure server_options.tensorflow_session_parallelism or "
-                         "(server_options.tensorflow_intra_op_parallelism, "
-                         "server_options.tensorflow_inter_op_parallelism) separately. "
-                         "You cannot configure all.")
+        raise ValueError(
+            "Either configure server_options.tensorflow_session_parallelism or "
+            "(server_options.tensorflow_intra_op_parallelism, "
+            "server_options.tensorflow_inter_op_parallelism) separately. "
+            "You cannot configure all."
+        )
     if intra > 0 or inter > 0:
         return intra, inter
     return both, both
@@ -220,8 +297,7 @@ def _config_and_service_options(args: argparse.Namespace) -> dict:
         with open(args.monitoring_config_file) as f:
             prometheus = prometheus_path(f.read(1024 * 1024))
     if args.port == 0 and not args.grpc_socket_path:
-        raise ValueError("At least one of server_options.grpc_port or "
-                         "server_options.grpc_socket_path must be set.")
+        raise ValueError("At least one of server_options.grpc_port or " "server_options.grpc_socket_path must be set.")
     if args.grpc_max_threads <= 0:
         raise ValueError("--grpc_max_threads must be positive")
     intra, inter = _thread_options(args)
@@ -240,11 +316,13 @@ def _config_and_service_options(args: argparse.Namespace) -> dict:
         rest_api_enable_cors_support=args.rest_api_enable_cors_support,
         tensorflow_intra_op_parallelism=intra,
         tensorflow_inter_op_parallelism=inter,
-        display_version=args.version)
+        display_version=args.version,
+    )
 
 
-def parse_args(argv: list[str], default_model_base_path: str,
-               default_model_name: str = DEFAULT_MODEL_NAME) -> ServerOptions:
+def parse_args(
+    argv: list[str], default_model_base_path: str, default_model_name: str = DEFAULT_MODEL_NAME
+) -> ServerOptions:
     """TF Serving's flags -> ServerOptions (raises SystemExit/ValueError on bad input)."""
     args = build_parser(default_model_base_path, default_model_name).parse_args(argv)
     if args.version:
@@ -264,14 +342,18 @@ def parse_args(argv: list[str], default_model_base_path: str,
     elif args.batching_parameters_file:
         raise ValueError("--batching_parameters_file needs --enable_batching")
     return ServerOptions(
-        models=models, port=args.port, rest_api_port=args.rest_api_port,
+        models=models,
+        port=args.port,
+        rest_api_port=args.rest_api_port,
         rest_api_host=args.rest_api_host,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         batching_parameters_text=batching_text,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
-        rest_api_num_threads=args.rest_api_num_threads, limits=limits,
+        rest_api_num_threads=args.rest_api_num_threads,
+        limits=limits,
         saved_model_tags=tuple(args.saved_model_tags.split(",")),
         enable_model_warmup=args.enable_model_warmup,
         num_request_iterations_for_warmup=max(args.num_request_iterations_for_warmup, 1),
         enable_per_model_batching_parameters=args.enable_per_model_batching_parameters,
-        **_config_and_service_options(args))
+        **_config_and_service_options(args),
+    )

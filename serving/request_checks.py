@@ -19,13 +19,35 @@ from serving.status import Code, ServingError, clip
 
 # Bytes per element of the fixed-size dtypes a TensorProto's tensor_content may carry.
 _DTYPE_BYTES = {
-    types_pb2.DT_FLOAT: 4, types_pb2.DT_DOUBLE: 8, types_pb2.DT_INT32: 4, types_pb2.DT_UINT8: 1,
-    types_pb2.DT_INT16: 2, types_pb2.DT_INT8: 1, types_pb2.DT_INT64: 8, types_pb2.DT_BOOL: 1,
-    types_pb2.DT_UINT16: 2, types_pb2.DT_UINT32: 4, types_pb2.DT_UINT64: 8, types_pb2.DT_HALF: 2,
-    types_pb2.DT_BFLOAT16: 2, types_pb2.DT_COMPLEX64: 8, types_pb2.DT_COMPLEX128: 16,
+    types_pb2.DT_FLOAT: 4,
+    types_pb2.DT_DOUBLE: 8,
+    types_pb2.DT_INT32: 4,
+    types_pb2.DT_UINT8: 1,
+    types_pb2.DT_INT16: 2,
+    types_pb2.DT_INT8: 1,
+    types_pb2.DT_INT64: 8,
+    types_pb2.DT_BOOL: 1,
+    types_pb2.DT_UINT16: 2,
+    types_pb2.DT_UINT32: 4,
+    types_pb2.DT_UINT64: 8,
+    types_pb2.DT_HALF: 2,
+    types_pb2.DT_BFLOAT16: 2,
+    types_pb2.DT_COMPLEX64: 8,
+    types_pb2.DT_COMPLEX128: 16,
 }
-_VALUE_FIELDS = ("float_val", "double_val", "int_val", "int64_val", "bool_val", "string_val",
-                 "half_val", "uint32_val", "uint64_val", "scomplex_val", "dcomplex_val")
+_VALUE_FIELDS = (
+    "float_val",
+    "double_val",
+    "int_val",
+    "int64_val",
+    "bool_val",
+    "string_val",
+    "half_val",
+    "uint32_val",
+    "uint64_val",
+    "scomplex_val",
+    "dcomplex_val",
+)
 ELEMENTS_FLAG = "--max_request_elements"
 BYTES_FLAG = "--max_request_bytes"
 
@@ -33,9 +55,9 @@ BYTES_FLAG = "--max_request_bytes"
 def tensor_elements(alias: str, proto: tensor_pb2.TensorProto, budget: int) -> int:
     """The element count `proto` declares, after checking it against the values it carries
     and against `budget` (what is left of the request's element cap)."""
+
     def invalid(why: str) -> ServingError:
-        return ServingError(Code.INVALID_ARGUMENT,
-                            f"Unable to parse tensor proto for input {clip(alias)}: {why}")
+        return ServingError(Code.INVALID_ARGUMENT, f"Unable to parse tensor proto for input {clip(alias)}: {why}")
 
     if proto.tensor_shape.unknown_rank:
         raise invalid("the shape has unknown rank")
@@ -49,16 +71,18 @@ def tensor_elements(alias: str, proto: tensor_pb2.TensorProto, budget: int) -> i
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 f"Input {clip(alias)} declares shape {shape}: more elements than the "
-                f"{budget} left of the request's limit ({ELEMENTS_FLAG})")
+                f"{budget} left of the request's limit ({ELEMENTS_FLAG})",
+            )
     if proto.tensor_content:
         item = _DTYPE_BYTES.get(proto.dtype)
         if item is None:
             known = proto.dtype in types_pb2.DataType.values()
-            raise invalid(f"tensor_content is not allowed for dtype "
-                          f"{types_pb2.DataType.Name(proto.dtype) if known else proto.dtype}")
+            raise invalid(
+                f"tensor_content is not allowed for dtype "
+                f"{types_pb2.DataType.Name(proto.dtype) if known else proto.dtype}"
+            )
         if len(proto.tensor_content) != count * item:
-            raise invalid(f"tensor_content has {len(proto.tensor_content)} bytes, the shape needs "
-                          f"{count * item}")
+            raise invalid(f"tensor_content has {len(proto.tensor_content)} bytes, the shape needs " f"{count * item}")
         return count
     carried = sum(len(getattr(proto, name)) for name in _VALUE_FIELDS)
     if proto.dtype in (types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128):
@@ -68,8 +92,7 @@ def tensor_elements(alias: str, proto: tensor_pb2.TensorProto, budget: int) -> i
     return count
 
 
-def check_request_tensors(tensors: Iterable[tuple[str, tensor_pb2.TensorProto]],
-                          max_elements: int) -> None:
+def check_request_tensors(tensors: Iterable[tuple[str, tensor_pb2.TensorProto]], max_elements: int) -> None:
     """All input tensors of one request together stay within `max_elements`."""
     left = max_elements
     for alias, proto in tensors:
@@ -78,12 +101,15 @@ def check_request_tensors(tensors: Iterable[tuple[str, tensor_pb2.TensorProto]],
 
 def feature_values(example: example_pb2.Example) -> int:
     """How many values the features of a tf.Example hold."""
-    return sum(len(f.float_list.value) + len(f.int64_list.value) + len(f.bytes_list.value)
-               for f in example.features.feature.values())
+    return sum(
+        len(f.float_list.value) + len(f.int64_list.value) + len(f.bytes_list.value)
+        for f in example.features.feature.values()
+    )
 
 
-def check_examples_cost(examples: Sequence[example_pb2.Example], context: example_pb2.Example | None,
-                        limits: Limits) -> None:
+def check_examples_cost(
+    examples: Sequence[example_pb2.Example], context: example_pb2.Example | None, limits: Limits
+) -> None:
     """Examples merged with a context cost count × context (bytes and feature values);
     refused before merging when that exceeds the request's caps."""
     count = len(examples)
@@ -93,7 +119,8 @@ def check_examples_cost(examples: Sequence[example_pb2.Example], context: exampl
         raise ServingError(
             Code.INVALID_ARGUMENT,
             f"{count} examples with a context of {context_bytes} bytes expand to {total_bytes} "
-            f"bytes, more than the request limit of {limits.max_request_bytes} ({BYTES_FLAG})")
+            f"bytes, more than the request limit of {limits.max_request_bytes} ({BYTES_FLAG})",
+        )
     context_values = feature_values(context) if context is not None else 0
     total_values = count * context_values + sum(feature_values(e) for e in examples)
     if total_values > limits.max_request_elements:
@@ -101,7 +128,8 @@ def check_examples_cost(examples: Sequence[example_pb2.Example], context: exampl
             Code.INVALID_ARGUMENT,
             f"{count} examples with a context of {context_values} feature values expand to "
             f"{total_values} values, more than the request limit of {limits.max_request_elements} "
-            f"({ELEMENTS_FLAG})")
+            f"({ELEMENTS_FLAG})",
+        )
 
 
 # TensorFlow inserts where an op was defined ("Detected at node N defined at (most recent call

@@ -26,13 +26,16 @@ def test_elements_of_all_inputs_share_one_cap():
     assert raised.value.code == Code.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize("tensor, why", [
-    (_tensor(types_pb2.DT_FLOAT, [2**62, 2**62]), "--max_request_elements"),
-    (_tensor(types_pb2.DT_FLOAT, [3], tensor_content=b"\0" * 8), "tensor_content has 8 bytes"),
-    (_tensor(types_pb2.DT_STRING, [1], tensor_content=b"ab"), "tensor_content is not allowed"),
-    (_tensor(types_pb2.DT_INT32, [1], int_val=[1, 2]), "2 values for a shape of 1"),
-    (_tensor(types_pb2.DT_FLOAT, [-3]), "negative"),
-])
+@pytest.mark.parametrize(
+    "tensor, why",
+    [
+        (_tensor(types_pb2.DT_FLOAT, [2**62, 2**62]), "--max_request_elements"),
+        (_tensor(types_pb2.DT_FLOAT, [3], tensor_content=b"\0" * 8), "tensor_content has 8 bytes"),
+        (_tensor(types_pb2.DT_STRING, [1], tensor_content=b"ab"), "tensor_content is not allowed"),
+        (_tensor(types_pb2.DT_INT32, [1], int_val=[1, 2]), "2 values for a shape of 1"),
+        (_tensor(types_pb2.DT_FLOAT, [-3]), "negative"),
+    ],
+)
 def test_bad_tensor_protos_are_refused(tensor, why):
     with pytest.raises(ServingError, match=why):
         check_request_tensors([("x", tensor)], 1000)
@@ -57,12 +60,14 @@ def test_examples_with_context_are_sized_before_merging():
 
 
 def test_public_message_drops_stacks_and_paths():
-    text = ("Graph execution error:\n\nDetected at node ParseExample defined at (most recent call last):\n"
-            '  File "/usr/lib/python3.10/threading.py", line 973, in _bootstrap\n'
-            "    self._bootstrap_inner()\n"
-            '  File "/work/wt/x/serving/servable.py", line 90, in run\n'
-            "Key: x.  Data types don't match. Data type: float but expected type: string\n"
-            "\t [[{{node ParseExample}}]] [Op:__inference_signature_wrapper_123]")
+    text = (
+        "Graph execution error:\n\nDetected at node ParseExample defined at (most recent call last):\n"
+        '  File "/usr/lib/python3.10/threading.py", line 973, in _bootstrap\n'
+        "    self._bootstrap_inner()\n"
+        '  File "/work/wt/x/serving/servable.py", line 90, in run\n'
+        "Key: x.  Data types don't match. Data type: float but expected type: string\n"
+        "\t [[{{node ParseExample}}]] [Op:__inference_signature_wrapper_123]"
+    )
     message = public_message(text)
     assert "Data types don't match" in message and "ParseExample" in message
     assert "File" not in message and "/work" not in message and "/usr" not in message

@@ -33,11 +33,11 @@ from serving.request_checks import public_message
 from serving.status import Code, ServingError, clip
 
 PREDICTION_PATH = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
-    re.IGNORECASE)
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE
+)
 STATUS_PATH = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
-    re.IGNORECASE)
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.IGNORECASE
+)
 _INT64_MAX = 2**63 - 1
 # Adds an application's own routes (the entry point's plug-ins, such as a web page) to the app.
 AddRoutes = Callable[[web.Application], None]
@@ -66,8 +66,7 @@ def parse_model_path(method: str, path: str) -> tuple[bool, str, int | None, str
     if version_str:
         # Length first: int() of thousands of digits is slow, and refused beyond 4300 digits.
         if len(version_str.lstrip("0")) > len(str(_INT64_MAX)) or int(version_str) > _INT64_MAX:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Failed to convert version: {clip(version_str)} to numeric.")
+            raise ServingError(Code.INVALID_ARGUMENT, f"Failed to convert version: {clip(version_str)} to numeric.")
         version = int(version_str)
     return True, name, version, urllib.parse.unquote(label) if label else None, verb
 
@@ -91,10 +90,13 @@ def metadata_to_json(response: get_model_metadata_pb2.GetModelMetadataResponse) 
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
     options = dict(including_default_value_fields=True, preserving_proto_field_name=True)
-    return json.dumps({
-        "model_spec": json_format.MessageToDict(response.model_spec, **options),
-        "metadata": {SIGNATURE_DEF_FIELD: json_format.MessageToDict(signature_map, **options)},
-    }, indent=1)
+    return json.dumps(
+        {
+            "model_spec": json_format.MessageToDict(response.model_spec, **options),
+            "metadata": {SIGNATURE_DEF_FIELD: json_format.MessageToDict(signature_map, **options)},
+        },
+        indent=1,
+    )
 
 
 class RestHandler:
@@ -103,8 +105,9 @@ class RestHandler:
     def __init__(self, core: ServingCore) -> None:
         self._core = core
 
-    def process(self, method: str, path: str, body: bytes, outcome: RequestOutcome,
-                deadline: Deadline | None = None) -> str:
+    def process(
+        self, method: str, path: str, body: bytes, outcome: RequestOutcome, deadline: Deadline | None = None
+    ) -> str:
         deadline = deadline or Deadline()
         deadline.check()  # it may have waited for a thread past its deadline
         matched, name, version, label, verb = parse_model_path(method, path)
@@ -113,7 +116,9 @@ class RestHandler:
         spec = _model_spec(name, version, label)
         if method == "POST":
             handler: Callable[[model_pb2.ModelSpec, bytes, RequestOutcome, Deadline], str] | None = {
-                "predict": self._predict, "classify": self._classify, "regress": self._regress,
+                "predict": self._predict,
+                "classify": self._classify,
+                "regress": self._regress,
             }.get(verb)
             if handler is None:
                 raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {method} {clip(path)}")
@@ -125,15 +130,15 @@ class RestHandler:
             raise ServingError(Code.INVALID_ARGUMENT, "Missing model name in request.")
         if verb == "metadata":
             request = get_model_metadata_pb2.GetModelMetadataRequest(
-                model_spec=spec, metadata_field=[SIGNATURE_DEF_FIELD])
+                model_spec=spec, metadata_field=[SIGNATURE_DEF_FIELD]
+            )
             response = self._core.get_model_metadata(request)
             outcome.version = str(response.model_spec.version.value)
             return metadata_to_json(response)
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
         return status_to_json(self._core.get_model_status(request))
 
-    def _predict(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome,
-                 deadline: Deadline) -> str:
+    def _predict(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome, deadline: Deadline) -> str:
         request = predict_pb2.PredictRequest(model_spec=spec)
 
         def get_inputs(signature: str):
@@ -146,8 +151,7 @@ class RestHandler:
         outcome.version = str(answered.version.value)
         return json_tensor.make_json_from_tensors(outputs, fmt)
 
-    def _classify(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome,
-                  deadline: Deadline) -> str:
+    def _classify(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome, deadline: Deadline) -> str:
         request = classification_pb2.ClassificationRequest(model_spec=spec)
         json_tensor.fill_classify_regress_request(body, request, deadline.check)
         deadline.check()
@@ -155,8 +159,7 @@ class RestHandler:
         outcome.version = str(response.model_spec.version.value)
         return json_tensor.make_json_from_classification(response.result)
 
-    def _regress(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome,
-                 deadline: Deadline) -> str:
+    def _regress(self, spec: model_pb2.ModelSpec, body: bytes, outcome: RequestOutcome, deadline: Deadline) -> str:
         request = regression_pb2.RegressionRequest(model_spec=spec)
         json_tensor.fill_classify_regress_request(body, request, deadline.check)
         deadline.check()
@@ -165,10 +168,16 @@ class RestHandler:
         return json_tensor.make_json_from_regression(response.result)
 
 
-def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
-               timeout_in_ms: int, limits: Limits, in_flight: InFlightLimiter,
-               metrics_path: str | None = METRICS_PATH,
-               extra_routes: Iterable[AddRoutes] = ()) -> web.Application:
+def create_app(
+    core: ServingCore,
+    metrics: Metrics,
+    executor: Executor,
+    timeout_in_ms: int,
+    limits: Limits,
+    in_flight: InFlightLimiter,
+    metrics_path: str | None = METRICS_PATH,
+    extra_routes: Iterable[AddRoutes] = (),
+) -> web.Application:
     """The aiohttp application: /v1/..., the Prometheus endpoint (at `metrics_path`; None: off,
     as TF Serving without a monitoring config), then `extra_routes` (e.g. a page)."""
     handler = RestHandler(core)
@@ -178,8 +187,9 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
         metrics.set_loaded(core.manager.loaded_versions())
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
-    async def run(request: web.Request, path: str, outcome: RequestOutcome,
-                  on_done: Callable[[], None]) -> web.Response:
+    async def run(
+        request: web.Request, path: str, outcome: RequestOutcome, on_done: Callable[[], None]
+    ) -> web.Response:
         """Reads the body and runs the request in a worker; `on_done` is called once, when the
         worker has finished (not when the client got a 504), or at once if it never started."""
         try:
@@ -187,9 +197,13 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
         except asyncio.TimeoutError:
             on_done()
             outcome.status = Code.DEADLINE_EXCEEDED.name
-            response = _json_response(408, json_tensor.make_json_from_error(
-                f"Request body not received within {limits.rest_api_body_timeout_in_ms} ms "
-                f"(--rest_api_body_timeout_in_ms)"))
+            response = _json_response(
+                408,
+                json_tensor.make_json_from_error(
+                    f"Request body not received within {limits.rest_api_body_timeout_in_ms} ms "
+                    f"(--rest_api_body_timeout_in_ms)"
+                ),
+            )
             response.force_close()
             return response
         except BaseException:
@@ -197,7 +211,8 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
             raise
         deadline = Deadline(timeout, message=f"Deadline Exceeded: request took longer than {timeout_in_ms} ms")
         work = asyncio.get_running_loop().run_in_executor(
-            executor, handler.process, request.method, path, body, outcome, deadline)
+            executor, handler.process, request.method, path, body, outcome, deadline
+        )
         work.add_done_callback(lambda _: on_done())
         try:
             return _json_response(200, await asyncio.wait_for(work, timeout))
@@ -219,8 +234,12 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
                 return await run(request, path, outcome, lambda: None)
             except web.HTTPRequestEntityTooLarge:
                 outcome.status = "RESOURCE_EXHAUSTED"
-                return _json_response(413, json_tensor.make_json_from_error(
-                    f"Request body too large: more than {limits.max_request_bytes} bytes"))
+                return _json_response(
+                    413,
+                    json_tensor.make_json_from_error(
+                        f"Request body too large: more than {limits.max_request_bytes} bytes"
+                    ),
+                )
             except ServingError as e:
                 outcome.status = e.code.name
                 return _error_response(e)
@@ -230,8 +249,10 @@ def create_app(core: ServingCore, metrics: Metrics, executor: Executor,
                 return _error_response(ServingError(Code.INTERNAL, public_message(str(e))))
 
     async def not_found(request: web.Request) -> web.Response:
-        return _json_response(404, json_tensor.make_json_from_error(
-            f"Not found: {request.method} {clip(request.raw_path.split('?', 1)[0])}"))
+        return _json_response(
+            404,
+            json_tensor.make_json_from_error(f"Not found: {request.method} {clip(request.raw_path.split('?', 1)[0])}"),
+        )
 
     app = web.Application(client_max_size=limits.max_request_bytes)
     if metrics_path is not None:

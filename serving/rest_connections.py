@@ -30,10 +30,13 @@ def _error_body(message: str) -> str:
 
 def _refusal(max_connections: int) -> bytes:
     """The raw 503 a connection over the cap gets before it is closed."""
-    body = _error_body(f"Too many open connections: limit {max_connections} "
-                       f"(--rest_api_max_connections); retry later").encode()
-    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n")
+    body = _error_body(
+        f"Too many open connections: limit {max_connections} " f"(--rest_api_max_connections); retry later"
+    ).encode()
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -47,8 +50,9 @@ class GuardedRequestHandler(RequestHandler):
         super().connection_made(transport)
         server = self._manager
         if server is not None and len(server.connections) > self.limits.rest_api_max_connections:
-            log.warning("REST connection refused: %d open (--rest_api_max_connections)",
-                        self.limits.rest_api_max_connections)
+            log.warning(
+                "REST connection refused: %d open (--rest_api_max_connections)", self.limits.rest_api_max_connections
+            )
             transport.write(_refusal(self.limits.rest_api_max_connections))
             self.force_close()
             return
@@ -78,19 +82,24 @@ class GuardedRequestHandler(RequestHandler):
     def _headers_too_slow(self) -> None:
         self._header_timer = None
         if self._current_request is None and not self._messages:
-            log.warning("REST connection closed: no complete request headers within %d ms "
-                        "(--rest_api_header_timeout_in_ms)", self.limits.rest_api_header_timeout_in_ms)
+            log.warning(
+                "REST connection closed: no complete request headers within %d ms " "(--rest_api_header_timeout_in_ms)",
+                self.limits.rest_api_header_timeout_in_ms,
+            )
             self.force_close()
 
-    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
         """Malformed HTTP gets `{"error": ...}` like every other failure, never a traceback."""
         log.warning("Bad HTTP request answered %d: %s", status, clip(str(message or exc or "")))
         phrase = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else ""
         detail = clip(message) if message and status != 500 else ""
         response = BannerlessResponse(
-            status=status, text=_error_body(f"{phrase}: {detail}" if detail else phrase),
-            content_type="application/json")
+            status=status,
+            text=_error_body(f"{phrase}: {detail}" if detail else phrase),
+            content_type="application/json",
+        )
         response.force_close()
         return response
 

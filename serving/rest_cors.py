@@ -32,6 +32,7 @@ def enable_cors(app: web.Application, headers: bool) -> None:
 
     app.middlewares.append(preflight)
     if headers:
+
         async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
             response.headers.update(CORS_HEADERS)
 

@@ -59,16 +59,18 @@ def read_meta_graph(path: str, tags: Sequence[str] = DEFAULT_TAGS) -> meta_graph
         with open(pbtxt) as f:
             text_format.Parse(f.read(), model)
     else:
-        raise ServingError(Code.NOT_FOUND,
-                           f"Could not find SavedModel .pb or .pbtxt at supplied export "
-                           f"directory path: {path}")
+        raise ServingError(
+            Code.NOT_FOUND, f"Could not find SavedModel .pb or .pbtxt at supplied export " f"directory path: {path}"
+        )
     for meta_graph in model.meta_graphs:
         if set(meta_graph.meta_info_def.tags) == set(tags):
             return meta_graph
-    raise ServingError(Code.NOT_FOUND,
-                       f"Could not find meta graph def matching supplied tags: {tags_text(tags)}. "
-                       f"To inspect available tag-sets in the SavedModel, please use the "
-                       f"SavedModel CLI: `saved_model_cli`")
+    raise ServingError(
+        Code.NOT_FOUND,
+        f"Could not find meta graph def matching supplied tags: {tags_text(tags)}. "
+        f"To inspect available tag-sets in the SavedModel, please use the "
+        f"SavedModel CLI: `saved_model_cli`",
+    )
 
 
 def restore_variables_by_name(session: tf.compat.v1.Session, path: str) -> int:
@@ -94,19 +96,23 @@ def restore_variables_by_name(session: tf.compat.v1.Session, path: str) -> int:
     prefix = os.path.join(path, "variables", "variables")
     try:
         objects = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
-            tf.train.load_checkpoint(prefix).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+            tf.train.load_checkpoint(prefix).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH")
+        )
     except (tf.errors.OpError, ValueError):  # no checkpoint, or a TF1 one without an object graph
         return 0
-    keys = {a.full_name: a.checkpoint_key for node in objects.nodes for a in node.attributes
-            if a.name == "VARIABLE_VALUE"}
+    keys = {
+        a.full_name: a.checkpoint_key for node in objects.nodes for a in node.attributes if a.name == "VARIABLE_VALUE"
+    }
     found = [op for op in missing if op.get_attr("shared_name").decode() in keys]
     if not found:
         return 0
-    values = tf.raw_ops.RestoreV2(prefix=prefix,
-                                  tensor_names=[keys[op.get_attr("shared_name").decode()] for op in found],
-                                  shape_and_slices=[""] * len(found), dtypes=[op.get_attr("dtype") for op in found])
-    session.run([tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value)
-                 for op, value in zip(found, values)])
+    values = tf.raw_ops.RestoreV2(
+        prefix=prefix,
+        tensor_names=[keys[op.get_attr("shared_name").decode()] for op in found],
+        shape_and_slices=[""] * len(found),
+        dtypes=[op.get_attr("dtype") for op in found],
+    )
+    session.run([tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value) for op, value in zip(found, values)])
     return len(found)
 
 
@@ -128,9 +134,15 @@ class Servable:
     `batching_params.pbtxt`.
     """
 
-    def __init__(self, name: str, version: int, path: str, tags: Sequence[str] = DEFAULT_TAGS,
-                 session_config: config_pb2.ConfigProto | None = None,
-                 batching: BatchingParameters | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        path: str,
+        tags: Sequence[str] = DEFAULT_TAGS,
+        session_config: config_pb2.ConfigProto | None = None,
+        batching: BatchingParameters | None = None,
+    ) -> None:
         self.name = name
         self.version = version
         self.path = path
@@ -168,8 +180,9 @@ class Servable:
                         self._callables[key] = function
         return function
 
-    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
-            output_keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self, signature_name: str, inputs: Mapping[str, np.ndarray], output_keys: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Runs a signature on numpy inputs keyed by input alias; returns outputs by alias."""
         signature = self.signature_defs[signature_name]
         aliases = sorted(inputs)
@@ -179,9 +192,11 @@ class Servable:
             expected = signature.inputs[alias].dtype
             got = tf.as_dtype(array.dtype if array.dtype != object else tf.string)
             if got.as_datatype_enum != expected:
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Expects arg[{index}] to be {dtype_string(expected)} but "
-                                   f"{dtype_string(got.as_datatype_enum)} is provided")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    f"Expects arg[{index}] to be {dtype_string(expected)} but "
+                    f"{dtype_string(got.as_datatype_enum)} is provided",
+                )
             arrays.append(array)
         keys = list(output_keys or signature.outputs)
         fetches = tuple(sorted({signature.outputs[k].name for k in keys}))

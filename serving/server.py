@@ -36,8 +36,9 @@ from serving.warmup import run_warmup
 
 log = logging.getLogger(__name__)
 
+
 def host_port(host: str, port: int) -> str:
-    """"host:port", with an IPv6 host in brackets ("[::1]:8500"), as gRPC and URLs need."""
+    """ "host:port", with an IPv6 host in brackets ("[::1]:8500"), as gRPC and URLs need."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -48,20 +49,27 @@ class ModelServer:
         self.options = options
         self._extra_routes = tuple(extra_routes)
         self.metrics = Metrics()
-        self._batching = (parse_batching_parameters(options.batching_parameters_text)
-                          if options.batching_parameters_text is not None else None)
+        self._batching = (
+            parse_batching_parameters(options.batching_parameters_text)
+            if options.batching_parameters_text is not None
+            else None
+        )
         self._batcher = Batcher(self._batching) if self._batching is not None else None
         self.manager = ModelManager(
-            options.models, self._load, options.file_system_poll_wait_seconds,
+            options.models,
+            self._load,
+            options.file_system_poll_wait_seconds,
             retries=options.load_retries,
-            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models)
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
+        )
         self.core = ServingCore(self.manager, self._batcher, options.limits)
         self._in_flight = InFlightLimiter(options.limits.max_in_flight_requests_per_model)
         self._executor = ThreadPoolExecutor(options.rest_api_num_threads, thread_name_prefix="rest")
-        self._config_poller = (ConfigFilePoller(options.model_config_file, self.manager,
-                                                options.model_config_file_poll_wait_seconds)
-                               if options.model_config_file and options.model_config_file_poll_wait_seconds > 0
-                               else None)
+        self._config_poller = (
+            ConfigFilePoller(options.model_config_file, self.manager, options.model_config_file_poll_wait_seconds)
+            if options.model_config_file and options.model_config_file_poll_wait_seconds > 0
+            else None
+        )
         self._health = None
         self._grpc: grpc.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -84,8 +92,14 @@ class ModelServer:
     def _load(self, name: str, version: int, path: str) -> Servable:
         """Loads a version into its session, then replays its warmup requests (the version
         becomes AVAILABLE only after both succeed)."""
-        servable = Servable(name, version, path, tags=self.options.saved_model_tags,
-                            session_config=session_config(self.options), batching=self._batching_for(path))
+        servable = Servable(
+            name,
+            version,
+            path,
+            tags=self.options.saved_model_tags,
+            session_config=session_config(self.options),
+            batching=self._batching_for(path),
+        )
         if self.options.enable_model_warmup:
             try:
                 run_warmup(self.core, servable, self.options.num_request_iterations_for_warmup, self.metrics)
@@ -111,10 +125,13 @@ class ModelServer:
         limits = self.options.limits
         self._grpc = grpc.server(
             ThreadPoolExecutor(self.options.grpc_max_threads, thread_name_prefix="grpc"),
-            options=[("grpc.max_receive_message_length", limits.max_request_bytes),
-                     ("grpc.max_send_message_length", limits.max_request_bytes),
-                     ("grpc.so_reuseport", 0),
-                     *grpc_arguments(limits.grpc_channel_arguments).items()])
+            options=[
+                ("grpc.max_receive_message_length", limits.max_request_bytes),
+                ("grpc.max_send_message_length", limits.max_request_bytes),
+                ("grpc.so_reuseport", 0),
+                *grpc_arguments(limits.grpc_channel_arguments).items(),
+            ],
+        )
         add_services(self._grpc, self.core, self.metrics, self._in_flight)
         if self.options.enable_grpc_healthcheck_service:
             self._health = add_health_service(self._grpc)
@@ -134,14 +151,20 @@ class ModelServer:
 
     def _start_rest(self) -> None:
         self._loop = asyncio.new_event_loop()
-        app = create_app(self.core, self.metrics, self._executor,
-                         self.options.rest_api_timeout_in_ms, self.options.limits, self._in_flight,
-                         metrics_path=self.options.prometheus_path, extra_routes=self._extra_routes)
+        app = create_app(
+            self.core,
+            self.metrics,
+            self._executor,
+            self.options.rest_api_timeout_in_ms,
+            self.options.limits,
+            self._in_flight,
+            metrics_path=self.options.prometheus_path,
+            extra_routes=self._extra_routes,
+        )
         enable_cors(app, headers=self.options.rest_api_enable_cors_support)
         self._runner = GuardedAppRunner(app, self.options.limits, access_log=None, handle_signals=False)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.options.rest_api_host, self.options.rest_api_port,
-                           reuse_address=True)
+        site = web.TCPSite(self._runner, self.options.rest_api_host, self.options.rest_api_port, reuse_address=True)
         self._loop.run_until_complete(site.start())
         self._thread = threading.Thread(target=self._loop.run_forever, name="rest-loop", daemon=True)
         self._thread.start()
@@ -171,8 +194,10 @@ def session_config(options: ServerOptions):
     """Each version's session ConfigProto: --tensorflow_{intra,inter}_op_parallelism (0: TF decides)."""
     from tensorflow.core.protobuf import config_pb2
 
-    return config_pb2.ConfigProto(intra_op_parallelism_threads=options.tensorflow_intra_op_parallelism,
-                                  inter_op_parallelism_threads=options.tensorflow_inter_op_parallelism)
+    return config_pb2.ConfigProto(
+        intra_op_parallelism_threads=options.tensorflow_intra_op_parallelism,
+        inter_op_parallelism_threads=options.tensorflow_inter_op_parallelism,
+    )
 
 
 def configure_tensorflow_threads(options: ServerOptions) -> None:
@@ -207,8 +232,12 @@ def _raise_open_files_limit() -> None:
         pass
 
 
-def main(argv: list[str], default_model_base_path: str, default_model_name: str = DEFAULT_MODEL_NAME,
-         extra_routes: Iterable[AddRoutes] = ()) -> int:
+def main(
+    argv: list[str],
+    default_model_base_path: str,
+    default_model_name: str = DEFAULT_MODEL_NAME,
+    extra_routes: Iterable[AddRoutes] = (),
+) -> int:
     """Serves until SIGINT/SIGTERM; returns the exit code. The entry point supplies its defaults
     and plug-ins (`extra_routes`: REST routes of its own, such as a page)."""
     configure_rate_limited_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -217,8 +246,7 @@ def main(argv: list[str], default_model_base_path: str, default_model_name: str 
     except SystemExit as e:  # --help, or a bad flag argparse has already reported in one line
         return int(e.code or 0)
     except Exception as e:  # noqa: BLE001 - any bad flag or config file: one line, exit 2
-        print(f"mnist-tfx serve: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-              file=sys.stderr)
+        print(f"mnist-tfx serve: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     if options.display_version:
         print(version_text())
@@ -230,8 +258,11 @@ def main(argv: list[str], default_model_base_path: str, default_model_name: str 
     try:
         server.start()
     except (OSError, RuntimeError, ServingError) as e:
-        print(f"mnist-tfx serve: Failed to start server. Error: "
-              f"{e.status_string() if isinstance(e, ServingError) else e}", file=sys.stderr)
+        print(
+            f"mnist-tfx serve: Failed to start server. Error: "
+            f"{e.status_string() if isinstance(e, ServingError) else e}",
+            file=sys.stderr,
+        )
         server.stop(0)
         return 1
     try:

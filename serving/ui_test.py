@@ -39,4 +39,3 @@ def test_nothing_else_from_disk():
 
 def test_ui_is_read_only():
     assert fetch("POST", "/ui")[0] == 405
-

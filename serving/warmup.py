@@ -36,8 +36,9 @@ def warmup_requests_path(version_path: str) -> str:
     return os.path.join(version_path, ASSETS_EXTRA_DIRECTORY, WARMUP_REQUESTS_FILENAME)
 
 
-def _executor(core: ServingCore, servable: Servable,
-              record: prediction_log_pb2.PredictionLog) -> Callable[[], object] | None:
+def _executor(
+    core: ServingCore, servable: Servable, record: prediction_log_pb2.PredictionLog
+) -> Callable[[], object] | None:
     """The call that replays one logged request on `servable` (None: a record with no request)."""
     kind = record.WhichOneof("log_type")
     if kind == "predict_log":
@@ -54,8 +55,12 @@ def _executor(core: ServingCore, servable: Servable,
     raise ServingError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {number}")
 
 
-def run_warmup(core: ServingCore, servable: Servable, num_request_iterations: int = DEFAULT_REQUEST_ITERATIONS,
-               metrics: Metrics | None = None) -> int:
+def run_warmup(
+    core: ServingCore,
+    servable: Servable,
+    num_request_iterations: int = DEFAULT_REQUEST_ITERATIONS,
+    metrics: Metrics | None = None,
+) -> int:
     """Replays the version's warmup records; returns how many ran. Raises ServingError (the
     version's load error) when a record cannot be read or fails."""
     path = warmup_requests_path(servable.path)
@@ -72,18 +77,20 @@ def run_warmup(core: ServingCore, servable: Servable, num_request_iterations: in
             try:
                 record = prediction_log_pb2.PredictionLog.FromString(raw)
             except DecodeError as e:
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Failed to parse warmup record: {raw[:64]!r} from {path}") from e
+                raise ServingError(
+                    Code.INVALID_ARGUMENT, f"Failed to parse warmup record: {raw[:64]!r} from {path}"
+                ) from e
             replay = _executor(core, servable, record)
             for _ in range(iterations if replay else 0):
                 replay()
             records += 1
             if records > MAX_WARMUP_RECORDS:
-                raise ServingError(Code.INVALID_ARGUMENT, f"Number of warmup records exceeds the maximum "
-                                                          f"({MAX_WARMUP_RECORDS}) at {path}")
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    f"Number of warmup records exceeds the maximum " f"({MAX_WARMUP_RECORDS}) at {path}",
+                )
     except tf.errors.DataLossError as e:
-        error = ServingError(Code.DATA_LOSS, f"{e.message}. Please verify your warmup data is in "
-                                             f"TFRecord format.")
+        error = ServingError(Code.DATA_LOSS, f"{e.message}. Please verify your warmup data is in " f"TFRecord format.")
     except ServingError as e:
         error = e
     except Exception as e:  # noqa: BLE001 - e.g. unreadable file: the load fails with the reason
@@ -92,8 +99,16 @@ def run_warmup(core: ServingCore, servable: Servable, num_request_iterations: in
     if metrics is not None:
         metrics.observe_warmup(servable.path, error.code.name if error else Code.OK.name, seconds, records)
     if error is not None:
-        raise ServingError(error.code, f"Warmup of {servable.name} version {servable.version} failed "
-                                       f"after {records} record(s): {error.message}")
-    log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d. "
-             "Elapsed time (microseconds): %d.", path, records, seconds * 1e6)
+        raise ServingError(
+            error.code,
+            f"Warmup of {servable.name} version {servable.version} failed "
+            f"after {records} record(s): {error.message}",
+        )
+    log.info(
+        "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
+        "Elapsed time (microseconds): %d.",
+        path,
+        records,
+        seconds * 1e6,
+    )
     return records

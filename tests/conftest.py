@@ -29,7 +29,12 @@ def mnist_tfx(*args: str, home: Path, timeout: float = 900) -> CliRun:
     env = {**os.environ, "MNIST_TFX_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
         [str(Path(sys.executable).parent / "mnist-tfx"), *args],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
     )
     return CliRun(done.returncode, done.stdout)
 

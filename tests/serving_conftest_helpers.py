@@ -45,9 +45,9 @@ model_config_list {{
 
 
 def single_model_config(name: str, base_path: Path | str) -> str:
-    return (f'model_config_list {{ config {{ name: "{name}" base_path: "{base_path}" '
-            f'model_platform: "tensorflow" }} }}')
-
+    return (
+        f'model_config_list {{ config {{ name: "{name}" base_path: "{base_path}" ' f'model_platform: "tensorflow" }} }}'
+    )
 
 
 @dataclasses.dataclass
@@ -70,9 +70,9 @@ def wait_until_ready(rest_url: str, model: str, timeout: float = 120.0) -> None:
 
 
 @contextlib.contextmanager
-def serve_in_process(config_text: str, poll_seconds: float = 1.0,
-                     batching_parameters: str | None = None,
-                     **overrides) -> Iterator[RunningServer]:
+def serve_in_process(
+    config_text: str, poll_seconds: float = 1.0, batching_parameters: str | None = None, **overrides
+) -> Iterator[RunningServer]:
     """Our ModelServer in this process on free loopback ports, with the flags the real one gets
     in `serve_tf_serving` (labels on unavailable versions allowed, Prometheus on); `overrides`
     sets other ServerOptions fields, or Limits fields (`max_request_bytes=...`)."""
@@ -85,12 +85,18 @@ def serve_in_process(config_text: str, poll_seconds: float = 1.0,
     from serving.server import ModelServer, ServerOptions
 
     options = ServerOptions(
-        models=parse_model_server_config(config_text), port=free_port(),
-        rest_api_port=free_port(), file_system_poll_wait_seconds=poll_seconds,
+        models=parse_model_server_config(config_text),
+        port=free_port(),
+        rest_api_port=free_port(),
+        file_system_poll_wait_seconds=poll_seconds,
         batching_parameters_text=batching_parameters,
         limits=Limits(**{k: overrides.pop(k) for k in [f.name for f in dataclasses.fields(Limits)] if k in overrides}),
-        **{"allow_version_labels_for_unavailable_models": True,
-           "prometheus_path": DEFAULT_PROMETHEUS_PATH, **overrides})
+        **{
+            "allow_version_labels_for_unavailable_models": True,
+            "prometheus_path": DEFAULT_PROMETHEUS_PATH,
+            **overrides,
+        },
+    )
     server = ModelServer(options, extra_routes=rest_plug_ins())  # as `mnist-tfx serve` does
     server.start()
     try:
@@ -107,14 +113,20 @@ def serve_tf_serving(config_text: str, ready_model: str) -> Iterator[RunningServ
         config.write_text(config_text)
         grpc_port, rest_port = free_port(), free_port()
         proc = subprocess.Popen(
-            [shutil.which(TF_SERVING_BINARY), f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-             f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models",
-             f"--monitoring_config_file={FIXTURES / 'monitoring_config.txt'}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                shutil.which(TF_SERVING_BINARY),
+                f"--port={grpc_port}",
+                f"--rest_api_port={rest_port}",
+                f"--model_config_file={config}",
+                "--allow_version_labels_for_unavailable_models",
+                f"--monitoring_config_file={FIXTURES / 'monitoring_config.txt'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_until_ready(f"http://127.0.0.1:{rest_port}", ready_model)
-            yield RunningServer(TF_SERVING_BINARY, f"http://127.0.0.1:{rest_port}",
-                                f"127.0.0.1:{grpc_port}")
+            yield RunningServer(TF_SERVING_BINARY, f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}")
         finally:
             proc.terminate()
             proc.wait(30)
@@ -124,9 +136,15 @@ def server_kinds() -> list:
     """pytest params: our server, and the real one (skipped when not on PATH)."""
     import pytest
 
-    return ["mnist-tfx", pytest.param(TF_SERVING_BINARY, marks=pytest.mark.skipif(
-        shutil.which(TF_SERVING_BINARY) is None,
-        reason=f"{TF_SERVING_BINARY} is not on PATH"))]
+    return [
+        "mnist-tfx",
+        pytest.param(
+            TF_SERVING_BINARY,
+            marks=pytest.mark.skipif(
+                shutil.which(TF_SERVING_BINARY) is None, reason=f"{TF_SERVING_BINARY} is not on PATH"
+            ),
+        ),
+    ]
 
 
 @contextlib.contextmanager

@@ -22,8 +22,15 @@ pytestmark = pytest.mark.slow
 
 DAG_ID = "mnist-tfx"
 TASKS = {
-    "MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-    "latest_blessed_model_resolver", "Evaluator", "Pusher",
+    "MnistExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
 }
 SLICE_ENV = {
     "MNIST_TFX_TRAIN_LIMIT": "200",
@@ -41,8 +48,12 @@ def _clean_env(home: Path) -> dict[str, str]:
 
 def _setup(home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", "scripts/airflow.sh"], cwd=REPO, env=_clean_env(home),
-        capture_output=True, text=True, timeout=600,
+        ["bash", "scripts/airflow.sh"],
+        cwd=REPO,
+        env=_clean_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -50,8 +61,12 @@ def _airflow(home: Path, *args: str, timeout: float = 600, **env: str) -> subpro
     """``airflow ARGS`` in the environment that ``source <home>/airflow/env.sh`` gives."""
     script = f'source "{home}/airflow/env.sh" && exec airflow "$@"'
     return subprocess.run(
-        ["bash", "-c", script, "airflow", *args], cwd=REPO, env={**_clean_env(home), **env},
-        capture_output=True, text=True, timeout=timeout,
+        ["bash", "-c", script, "airflow", *args],
+        cwd=REPO,
+        env={**_clean_env(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -104,8 +119,15 @@ def test_setup_links_the_dag_writes_the_environment_and_is_idempotent(airflow_ho
 
 def test_dags_list_shows_the_dag_with_a_daily_schedule(airflow_home: Path) -> None:
     started = time.monotonic()
-    done = _airflow(airflow_home, "dags", "list", "-o", "json",
-                    "--columns", "dag_id,fileloc,schedule_interval,timetable_description")
+    done = _airflow(
+        airflow_home,
+        "dags",
+        "list",
+        "-o",
+        "json",
+        "--columns",
+        "dag_id,fileloc,schedule_interval,timetable_description",
+    )
     print(f"airflow dags list: {time.monotonic() - started:.0f} s")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Failed to load" not in done.stderr, done.stderr[-3000:]
@@ -117,8 +139,16 @@ def test_dags_list_shows_the_dag_with_a_daily_schedule(airflow_home: Path) -> No
 
 
 def test_schedule_comes_from_the_environment(airflow_home: Path) -> None:
-    done = _airflow(airflow_home, "dags", "list", "-o", "json", "--columns", "dag_id,schedule_interval",
-                    MNIST_TFX_SCHEDULE="30 4 * * 1")
+    done = _airflow(
+        airflow_home,
+        "dags",
+        "list",
+        "-o",
+        "json",
+        "--columns",
+        "dag_id,schedule_interval",
+        MNIST_TFX_SCHEDULE="30 4 * * 1",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert _json_list(done.stdout) == [{"dag_id": DAG_ID, "schedule_interval": "30 4 * * 1"}]
 

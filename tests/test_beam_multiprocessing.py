@@ -13,17 +13,34 @@ from tests.conftest import mnist_tfx
 pytestmark = pytest.mark.slow
 
 COMPONENTS = {
-    "MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-    "latest_blessed_model_resolver", "Evaluator", "Pusher",
+    "MnistExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
 }
 
 
 def test_run_with_two_worker_processes_completes_and_pushes(tmp_path: Path, data_dir: Path) -> None:
     (tmp_path / "data").symlink_to(data_dir, target_is_directory=True)
     run = mnist_tfx(
-        "run", "--train-limit", "200", "--eval-limit", "100", "--epochs", "1", "--min-accuracy", "0.05",
-        "--beam-arg=--direct_running_mode=multi_processing", "--beam-arg=--direct_num_workers=2",
-        home=tmp_path, timeout=1700,  # ~16 min on 2 busy cores: each Beam stage starts 2 workers
+        "run",
+        "--train-limit",
+        "200",
+        "--eval-limit",
+        "100",
+        "--epochs",
+        "1",
+        "--min-accuracy",
+        "0.05",
+        "--beam-arg=--direct_running_mode=multi_processing",
+        "--beam-arg=--direct_num_workers=2",
+        home=tmp_path,
+        timeout=1700,  # ~16 min on 2 busy cores: each Beam stage starts 2 workers
     )
     assert run.returncode == 0, run.output[-5000:]
     # Log lines relayed from Beam's SDK worker subprocesses: the work really left this process.

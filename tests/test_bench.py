@@ -18,8 +18,13 @@ from bench.run_all import BENCHMARKS
 REPO = Path(__file__).resolve().parents[1]
 COMMON_KEYS = {"name", "quick", "args", "machine", "results", "targets", "seconds"}
 RESULT_KEYS = {
-    "train_throughput": {"custom, oneDNN off", "fit, oneDNN off", "eager, oneDNN off",
-                         "custom, oneDNN on", "fit, oneDNN on"},
+    "train_throughput": {
+        "custom, oneDNN off",
+        "fit, oneDNN off",
+        "eager, oneDNN off",
+        "custom, oneDNN on",
+        "fit, oneDNN on",
+    },
     "input_pipeline": {"iterate", "training", "ratio_iterate", "ratio_training"},
     "pipeline_times": {"runs", "process_seconds", "rerun_all_cached", "not_trainer_percent", "cli_startup_seconds"},
     "serving_latency": {"model", "fallback", "paths", "in_process_batch", "batching_ceiling_at_32_clients"},
@@ -32,10 +37,21 @@ def test_quick_mode_writes_every_result(tmp_path: Path, data_dir: Path) -> None:
     home, results = tmp_path / "home", tmp_path / "results"
     home.mkdir()
     (home / "data").symlink_to(data_dir, target_is_directory=True)
-    env = {**os.environ, "MNIST_TFX_HOME": str(home), "MNIST_TFX_BENCH_RESULTS": str(results),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-m", "bench.run_all", "--quick"], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+    env = {
+        **os.environ,
+        "MNIST_TFX_HOME": str(home),
+        "MNIST_TFX_BENCH_RESULTS": str(results),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run_all", "--quick"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stdout[-5000:]
 
     for name in BENCHMARKS:
@@ -48,8 +64,13 @@ def test_quick_mode_writes_every_result(tmp_path: Path, data_dir: Path) -> None:
         assert json.loads((results / "train_throughput.json").read_text())["results"][way]["images_per_second"] > 0
     serving = json.loads((results / "serving_latency.json").read_text())["results"]
     assert serving["fallback"] is None, "quick mode serves the model its pipeline slice pushed"
-    assert set(serving["paths"]) == {"in-process", "REST, batching off", "gRPC, batching off",
-                                     "REST, batching on", "gRPC, batching on"}
+    assert set(serving["paths"]) == {
+        "in-process",
+        "REST, batching off",
+        "gRPC, batching off",
+        "REST, batching on",
+        "gRPC, batching on",
+    }
     for by_clients in serving["paths"].values():
         assert set(by_clients) == {"1", "8", "32"}
         assert all({"p50_ms", "p90_ms", "p99_ms", "requests_per_second"} <= s.keys() for s in by_clients.values())

@@ -17,14 +17,33 @@ from pipeline.configs import PipelineConfig
 from tests.conftest import CliRun, mnist_tfx
 
 COMPONENTS = (
-    "MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-    "latest_blessed_model_resolver", "Evaluator", "Pusher",
+    "MnistExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
 )
 IMAGE = "europe-docker.pkg.dev/my-project/ml/mnist-tfx:1.0"
 ROOT = "gs://my-bucket/mnist-tfx/root"
 COMPILE_ARGS = (
-    "--target", "kubeflow", "--image", IMAGE, "--pipeline-root", ROOT,
-    "--train-limit", "300", "--eval-limit", "100", "--epochs", "2", "--min-accuracy", "0.9",
+    "--target",
+    "kubeflow",
+    "--image",
+    IMAGE,
+    "--pipeline-root",
+    ROOT,
+    "--train-limit",
+    "300",
+    "--eval-limit",
+    "100",
+    "--epochs",
+    "2",
+    "--min-accuracy",
+    "0.9",
     "--beam-arg=--direct_num_workers=3",
 )
 
@@ -70,8 +89,11 @@ def test_vertex_sdk_builds_a_pipeline_job_from_the_json(compiled: tuple[Path, Cl
 
     home = compiled[0]
     job = aiplatform.PipelineJob(  # built offline; only .submit() would call Vertex
-        display_name="mnist-tfx", template_path=str(home / "specs" / "mnist-tfx.json"),
-        project="my-project", location="europe-west4", credentials=AnonymousCredentials(),
+        display_name="mnist-tfx",
+        template_path=str(home / "specs" / "mnist-tfx.json"),
+        project="my-project",
+        location="europe-west4",
+        credentials=AnonymousCredentials(),
     )
     request = job._gca_resource  # the PipelineJob that .submit() would send
     assert request.runtime_config.gcs_output_directory == ROOT
@@ -140,8 +162,19 @@ def _strings(value: object) -> list[str]:
 def test_a_bucket_home_puts_uris_everywhere_and_no_local_path_in_the_spec(tmp_path: Path) -> None:
     out = tmp_path / "mnist-tfx.json"
     bucket = "gs://my-bucket/team/mnist-tfx"
-    run = mnist_tfx("compile", "--out", str(out), "--image", IMAGE, "--home", bucket,
-                    "--serving-root", "gs://serving-bucket/models", home=tmp_path, timeout=600)
+    run = mnist_tfx(
+        "compile",
+        "--out",
+        str(out),
+        "--image",
+        IMAGE,
+        "--home",
+        bucket,
+        "--serving-root",
+        "gs://serving-bucket/models",
+        home=tmp_path,
+        timeout=600,
+    )
     assert run.returncode == 0, run.output[-5000:]
     job = json.loads(out.read_text())
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]

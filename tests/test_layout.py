@@ -51,8 +51,12 @@ def test_packages_import_only_the_layers_below(package: str) -> None:
 
 def test_generic_server_leaves_the_drawing_page_to_the_entry_point() -> None:
     """Only `cli/serve.py` plugs `/ui` in; the server, REST and core modules never import it."""
-    importers = {path.relative_to(REPO).as_posix() for package in ALLOWED for path in package_code(package)
-                 if {"serving.ui", "serving.ui.add_ui_routes"} & imported_modules(path)}
+    importers = {
+        path.relative_to(REPO).as_posix()
+        for package in ALLOWED
+        for path in package_code(package)
+        if {"serving.ui", "serving.ui.add_ui_routes"} & imported_modules(path)
+    }
     assert importers == {"cli/serve.py"}
 
 
@@ -60,7 +64,9 @@ def test_modules_of_a_package_form_no_import_cycle() -> None:
     """No module reaches itself through the project's own imports (late imports included)."""
     modules = {
         ".".join(path.relative_to(REPO).with_suffix("").parts): path
-        for package in ALLOWED for path in package_code(package) if path.name != "__init__.py"
+        for package in ALLOWED
+        for path in package_code(package)
+        if path.name != "__init__.py"
     }
     edges = {name: {m for m in imported_modules(path) if m in modules and m != name} for name, path in modules.items()}
 

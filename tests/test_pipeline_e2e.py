@@ -22,8 +22,15 @@ from tests.conftest import SLICE_ARGS, CliRun, mnist_tfx, slice_run
 pytestmark = pytest.mark.slow
 
 COMPONENTS = {
-    "MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-    "latest_blessed_model_resolver", "Evaluator", "Pusher",
+    "MnistExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
 }
 
 
@@ -41,7 +48,9 @@ def _run_states(home: Path) -> dict[str, str]:
 
 
 def _versions(home: Path) -> list[str]:
-    return sorted(p.name for p in configs.PipelineConfig(home=home).serving_model_dir.iterdir() if p.name.isdigit())  # not the lock
+    return sorted(
+        p.name for p in configs.PipelineConfig(home=home).serving_model_dir.iterdir() if p.name.isdigit()
+    )  # not the lock
 
 
 def _pusher_pushed(home: Path) -> int | None:
@@ -113,7 +122,9 @@ def test_unchanged_rerun_is_cached_and_pushes_no_duplicate(rerun_home: Path) -> 
     states = _run_states(home)
     # The baseline is now the blessed model itself, so only Evaluator (and Pusher) run again.
     assert {n for n, s in states.items() if s == "CACHED"} == COMPONENTS - {
-        "latest_blessed_model_resolver", "Evaluator", "Pusher"
+        "latest_blessed_model_resolver",
+        "Evaluator",
+        "Pusher",
     }
     assert _versions(home) == before
     third = mnist_tfx("run", "--home", str(home), *SLICE_ARGS, home=home)

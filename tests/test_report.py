@@ -17,8 +17,9 @@ from reports import plots as report_plots
 from reports import report, run_record, run_summary
 from tests.conftest import mnist_tfx
 
-FIGURE = re.compile(r'<figure id="(\w+)">\s*<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" '
-                    r'width="(\d+)" height="(\d+)"')
+FIGURE = re.compile(
+    r'<figure id="(\w+)">\s*<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" ' r'width="(\d+)" height="(\d+)"'
+)
 URI = re.compile(r'<code class="uri">([^<]*)</code>')
 
 
@@ -64,7 +65,7 @@ def test_report_holds_the_lineage_of_the_pushed_model(written):
     store = run_record.connect(config.metadata_path)
     nodes = {n.node_id: n for n in run_record.latest_run(store, config.pipeline_name)}
     [model] = [a for a in run_record.output_artifacts(store, nodes["Trainer"].execution_id) if a.type == "Model"]
-    lineage = text[text.index('<h2>Lineage'):text.index('<h2>Pictures')]
+    lineage = text[text.index("<h2>Lineage") : text.index("<h2>Pictures")]
     uris = [html.unescape(u) for u in URI.findall(lineage)]
     assert uris[0] == model.uri
     for kind in ("transformed_examples", "transform_graph", "schema", "MnistExampleGen/examples"):
@@ -72,7 +73,7 @@ def test_report_holds_the_lineage_of_the_pushed_model(written):
     for uri in uris:
         assert Path(uri).exists(), uri
     for node in ("Trainer", "Transform", "SchemaGen", "StatisticsGen", "MnistExampleGen"):
-        assert f"<td class=\"num\">{nodes[node].execution_id}</td><td>{node}</td>" in lineage, node
+        assert f'<td class="num">{nodes[node].execution_id}</td><td>{node}</td>' in lineage, node
 
 
 @pytest.mark.slow

@@ -46,16 +46,18 @@ def server(request):
 def http(server):
     session = requests.Session()
     yield lambda method, path, body=None: session.request(
-        method, server.rest + path, data=body if isinstance(body, (str, bytes)) else
-        (json.dumps(body) if body is not None else None), timeout=30)
+        method,
+        server.rest + path,
+        data=body if isinstance(body, (str, bytes)) else (json.dumps(body) if body is not None else None),
+        timeout=30,
+    )
     session.close()
 
 
 @pytest.fixture(scope="module")
 def stubs(server):
     channel = grpc.insecure_channel(server.grpc)
-    yield (prediction_service_pb2_grpc.PredictionServiceStub(channel),
-           model_service_pb2_grpc.ModelServiceStub(channel))
+    yield (prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel))
     channel.close()
 
 
@@ -72,11 +74,15 @@ def error(response: requests.Response, status: int) -> str:
     return body["error"]
 
 
-AVAILABLE_123 = {"model_version_status": [
-    {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+AVAILABLE_123 = {
+    "model_version_status": [
+        {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+}
 
 
 # ------------------------------------------------------------------ REST status
+
 
 @pytest.mark.parametrize("suffix", ["", "/versions/123", "/labels/Version_Label"])
 def test_status(http, suffix):
@@ -95,6 +101,7 @@ def test_status_errors(http):
 
 
 # ---------------------------------------------------------------- REST metadata
+
 
 def test_metadata_equals_tf_serving_file(http):
     expected = json.loads((FIXTURES / f"{TWO_VERSIONS}_metadata.json").read_text())
@@ -116,8 +123,9 @@ def test_metadata_of_tf2_model_equals_file(http):
     assert got["model_spec"] == {"name": "tf2", "signature_name": "", "version": "123"}
 
     def as_proto(doc):
-        signature_map = json_format.ParseDict(doc["metadata"]["signature_def"],
-                                              get_model_metadata_pb2.SignatureDefMap())
+        signature_map = json_format.ParseDict(
+            doc["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap()
+        )
         for signature in signature_map.signature_def.values():
             signature.ClearField("defaults")
         return signature_map
@@ -127,24 +135,31 @@ def test_metadata_of_tf2_model_equals_file(http):
 
 # ----------------------------------------------------------------- REST predict
 
-@pytest.mark.parametrize("path, body, expected", [
-    (MODEL + ":predict", {"instances": [[1.0, 2.0], [3.0, 4.0]]},
-     {"predictions": [[2.5, 3.0], [3.5, 4.0]]}),
-    (MODEL + "/versions/123:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
-    (MODEL + "/labels/Version_Label:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
-    (MODEL + "/versions/123:predict", {"signature_name": "serving_default", "instances": [3.0, 4.0]},
-     {"predictions": [3.5, 4.0]}),
-    (MODEL + "/versions/123:predict", {"signature_name": "serving_default", "inputs": [3.0, 4.0]},
-     {"outputs": [3.5, 4.0]}),
-    (MODEL + ":predict", {"inputs": {"x": [[1.0], [2.0]]}}, {"outputs": [[2.5], [3.0]]}),
-    (MODEL + ":predict", {"instances": [{"x": [1.0]}, {"x": [2.0]}]},
-     {"predictions": [[2.5], [3.0]]}),
-    (MODEL + ":predict", {"instances": [1, 2]}, {"predictions": [2.5, 3.0]}),
-    (MODEL + ":predict", {"signature_name": "regress_x2_to_y3", "instances": [[1.0]]},
-     {"predictions": [[3.5]]}),
-    ("/v1/models/tf2:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
-    ("/v1/MODELS/default:predict", {"inputs": [[4.0]]}, {"outputs": [[4.0]]}),
-])
+
+@pytest.mark.parametrize(
+    "path, body, expected",
+    [
+        (MODEL + ":predict", {"instances": [[1.0, 2.0], [3.0, 4.0]]}, {"predictions": [[2.5, 3.0], [3.5, 4.0]]}),
+        (MODEL + "/versions/123:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
+        (MODEL + "/labels/Version_Label:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
+        (
+            MODEL + "/versions/123:predict",
+            {"signature_name": "serving_default", "instances": [3.0, 4.0]},
+            {"predictions": [3.5, 4.0]},
+        ),
+        (
+            MODEL + "/versions/123:predict",
+            {"signature_name": "serving_default", "inputs": [3.0, 4.0]},
+            {"outputs": [3.5, 4.0]},
+        ),
+        (MODEL + ":predict", {"inputs": {"x": [[1.0], [2.0]]}}, {"outputs": [[2.5], [3.0]]}),
+        (MODEL + ":predict", {"instances": [{"x": [1.0]}, {"x": [2.0]}]}, {"predictions": [[2.5], [3.0]]}),
+        (MODEL + ":predict", {"instances": [1, 2]}, {"predictions": [2.5, 3.0]}),
+        (MODEL + ":predict", {"signature_name": "regress_x2_to_y3", "instances": [[1.0]]}, {"predictions": [[3.5]]}),
+        ("/v1/models/tf2:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
+        ("/v1/MODELS/default:predict", {"inputs": [[4.0]]}, {"outputs": [[4.0]]}),
+    ],
+)
 def test_predict(http, path, body, expected):
     assert ok_json(http("POST", path, body)) == expected
 
@@ -156,6 +171,7 @@ def test_predict_non_finite_values_round_trip(http):
 
 # --------------------------------------------------------- REST classify/regress
 
+
 @pytest.mark.parametrize("path", [MODEL, MODEL + "/versions/123", MODEL + "/labels/Version_Label"])
 def test_regress(http, path):
     body = {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]}
@@ -163,14 +179,12 @@ def test_regress(http, path):
 
 
 def test_regress_with_context_and_several_examples(http):
-    body = {"signature_name": "regress_x_to_y2", "context": {"x": 10.0},
-            "examples": [{"x": 2.0}, {}]}
+    body = {"signature_name": "regress_x_to_y2", "context": {"x": 10.0}, "examples": [{"x": 2.0}, {}]}
     # y2 = 0.5 * x + 3; an example's own feature overrides the context's.
     assert ok_json(http("POST", MODEL + ":regress", body)) == {"results": [4.0, 8.0]}
 
 
-@pytest.mark.parametrize("path, x, score", [
-    (MODEL, 20.0, 12), (MODEL + "/labels/Version_Label", 10.0, 7)])
+@pytest.mark.parametrize("path, x, score", [(MODEL, 20.0, 12), (MODEL + "/labels/Version_Label", 10.0, 7)])
 def test_classify(http, path, x, score):
     body = {"signature_name": "classify_x_to_y", "examples": [{"x": x}]}
     assert ok_json(http("POST", path + ":classify", body)) == {"results": [[["", score]]]}
@@ -183,15 +197,24 @@ def test_classify_tf2_model(http):
 
 # ------------------------------------------------------------ REST error cases
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", "/v1/foo"), ("POST", "/v1/foo"), ("GET", "/v1/models/debug/model_name"),
-    ("POST", "/v1/models"), ("GET", "/v1/models/foo:predict"),
-    ("GET", "/v1/models/foo/version/50:predict"), ("POST", "/v1/models/foo/version/50:regress"),
-    ("POST", "/v1/models/foo/versions/HELLO:regress"), ("POST", "/v1/models/foo/metadata"),
-    ("POST", "/v1/models/foo/label/some_label:regress"),
-    ("POST", "/v1/models/foo/versions/50/labels/some_label:regress"),
-    ("POST", "/v1/models/foo/versions/some_label:regress"),
-])
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/v1/foo"),
+        ("POST", "/v1/foo"),
+        ("GET", "/v1/models/debug/model_name"),
+        ("POST", "/v1/models"),
+        ("GET", "/v1/models/foo:predict"),
+        ("GET", "/v1/models/foo/version/50:predict"),
+        ("POST", "/v1/models/foo/version/50:regress"),
+        ("POST", "/v1/models/foo/versions/HELLO:regress"),
+        ("POST", "/v1/models/foo/metadata"),
+        ("POST", "/v1/models/foo/label/some_label:regress"),
+        ("POST", "/v1/models/foo/versions/50/labels/some_label:regress"),
+        ("POST", "/v1/models/foo/versions/some_label:regress"),
+    ],
+)
 def test_malformed_requests(http, method, path):
     assert "Malformed request" in error(http(method, path), 400)
 
@@ -201,30 +224,42 @@ def test_version_out_of_range(http):
     assert "Failed to convert version" in message
 
 
-@pytest.mark.parametrize("path", [
-    "/v1/models/foo:predict", "/v1/models/foo/versions/50:predict", MODEL + "99:predict",
-    MODEL + "/versions/124:predict"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/models/foo:predict",
+        "/v1/models/foo/versions/50:predict",
+        MODEL + "99:predict",
+        MODEL + "/versions/124:predict",
+    ],
+)
 def test_unknown_model_or_version(http, path):
     assert "Servable not found for request" in error(http("POST", path, {"instances": [1]}), 404)
 
 
-@pytest.mark.parametrize("body, status, wording", [
-    ("", 400, "JSON Parse error: The document is empty"),
-    ("instances = [1, 2]", 400, "JSON Parse error: Invalid value"),
-    ('{"instances": ["x", "y"]}', 400, "not of expected type: float"),
-    ('{"signature_name": 100}', 400, "'signature_name' key must be a string value."),
-    ('{"instances": [[1,2],[3,4],[5,6,7]]}', 400, "Expecting tensor size"),
-    ('{"instances": [[1,2],[[5,6]]]}', 400, "Expecting shape"),
-    ('{"instances": [1], "inputs": [1]}', 400, "Not formatted correctly"),
-    ('{"instances": []}', 400, "No values in 'instances' array"),
-    ('{"instances": 5}', 400, "Expecting 'instances' to be an list/array"),
-    ('{"foo": 5}', 400, "Missing 'inputs' or 'instances' key"),
-    ('[1, 2]', 400, "Is not object"),
-    ('{"signature_name": "nope", "instances": [1.0]}', 400,
-     'Serving signature name: "nope" not found in signature def'),
-    ('{"instances": [{"y": 1.0}]}', 400, "does not have named input: y"),
-    ('{"inputs": {"y": [1.0]}}', 400, "Missing named input: x in 'inputs' object."),
-])
+@pytest.mark.parametrize(
+    "body, status, wording",
+    [
+        ("", 400, "JSON Parse error: The document is empty"),
+        ("instances = [1, 2]", 400, "JSON Parse error: Invalid value"),
+        ('{"instances": ["x", "y"]}', 400, "not of expected type: float"),
+        ('{"signature_name": 100}', 400, "'signature_name' key must be a string value."),
+        ('{"instances": [[1,2],[3,4],[5,6,7]]}', 400, "Expecting tensor size"),
+        ('{"instances": [[1,2],[[5,6]]]}', 400, "Expecting shape"),
+        ('{"instances": [1], "inputs": [1]}', 400, "Not formatted correctly"),
+        ('{"instances": []}', 400, "No values in 'instances' array"),
+        ('{"instances": 5}', 400, "Expecting 'instances' to be an list/array"),
+        ('{"foo": 5}', 400, "Missing 'inputs' or 'instances' key"),
+        ("[1, 2]", 400, "Is not object"),
+        (
+            '{"signature_name": "nope", "instances": [1.0]}',
+            400,
+            'Serving signature name: "nope" not found in signature def',
+        ),
+        ('{"instances": [{"y": 1.0}]}', 400, "does not have named input: y"),
+        ('{"inputs": {"y": [1.0]}}', 400, "Missing named input: x in 'inputs' object."),
+    ],
+)
 def test_predict_request_errors(http, body, status, wording):
     assert wording in error(http("POST", MODEL + ":predict", body), status)
 
@@ -234,26 +269,32 @@ def test_unknown_label(http):
     assert "Unrecognized servable version label" in message
 
 
-@pytest.mark.parametrize("body, wording", [
-    ('{"signature_name": 5, "examples": [{}]}', "'signature_name' key must be a string"),
-    ('{"examples": [1]}', "Example must be JSON object"),
-    ('{"examples": {"x": 1}}', "list/array"),
-    ('{"examples": []}', "'examples' value is an empty array"),
-    ('{"context": 5, "examples": [{}]}', "Example must be JSON object"),
-    ('{"examples": [{"names": [null]}]}', "names has element with unexpected JSON type: Null"),
-    ('{"examples": [{"names": [1, "a"]}]}', "feature: names expecting type: int64"),
-    ('{"examples": [{"names": {"a": 1}}]}', "names has element with unexpected JSON type: Object"),
-    ('{"examples": [{"names": [[1]]}]}', "names has element with unexpected JSON type: Array"),
-    ('{"examples": [{"names": 18446744073709551615}]}', "Only int64_t is supported"),
-    ('{"signature_name": "serving_default", "examples": [{"x": 1.0}]}',
-     "No regression inputs found in SignatureDef"),
-    ('{"signature_name": "nope", "examples": [{"x": 1.0}]}', "No signature was found with the name: nope"),
-])
+@pytest.mark.parametrize(
+    "body, wording",
+    [
+        ('{"signature_name": 5, "examples": [{}]}', "'signature_name' key must be a string"),
+        ('{"examples": [1]}', "Example must be JSON object"),
+        ('{"examples": {"x": 1}}', "list/array"),
+        ('{"examples": []}', "'examples' value is an empty array"),
+        ('{"context": 5, "examples": [{}]}', "Example must be JSON object"),
+        ('{"examples": [{"names": [null]}]}', "names has element with unexpected JSON type: Null"),
+        ('{"examples": [{"names": [1, "a"]}]}', "feature: names expecting type: int64"),
+        ('{"examples": [{"names": {"a": 1}}]}', "names has element with unexpected JSON type: Object"),
+        ('{"examples": [{"names": [[1]]}]}', "names has element with unexpected JSON type: Array"),
+        ('{"examples": [{"names": 18446744073709551615}]}', "Only int64_t is supported"),
+        (
+            '{"signature_name": "serving_default", "examples": [{"x": 1.0}]}',
+            "No regression inputs found in SignatureDef",
+        ),
+        ('{"signature_name": "nope", "examples": [{"x": 1.0}]}', "No signature was found with the name: nope"),
+    ],
+)
 def test_regress_request_errors(http, body, wording):
     assert wording in error(http("POST", MODEL + ":regress", body), 400)
 
 
 # -------------------------------------------------------------------- gRPC
+
 
 def _spec(request, version=None, label=None, signature=""):
     request.model_spec.name = TWO_VERSIONS
@@ -267,8 +308,7 @@ def _spec(request, version=None, label=None, signature=""):
 
 def test_grpc_status(stubs):
     response = stubs[1].GetModelStatus(_spec(get_model_status_pb2.GetModelStatusRequest()), timeout=10)
-    assert json.loads(json_format.MessageToJson(response, including_default_value_fields=True)) \
-        == AVAILABLE_123
+    assert json.loads(json_format.MessageToJson(response, including_default_value_fields=True)) == AVAILABLE_123
 
 
 def test_grpc_metadata_equals_file(stubs):
@@ -277,8 +317,9 @@ def test_grpc_metadata_equals_file(stubs):
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signature_map)
     expected = json.loads((FIXTURES / f"{TWO_VERSIONS}_metadata.json").read_text())
-    assert signature_map == json_format.ParseDict(expected["metadata"]["signature_def"],
-                                                  get_model_metadata_pb2.SignatureDefMap())
+    assert signature_map == json_format.ParseDict(
+        expected["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap()
+    )
     assert (response.model_spec.name, response.model_spec.version.value) == (TWO_VERSIONS, 123)
 
 
@@ -307,16 +348,31 @@ def test_grpc_classify_and_regress(stubs):
     assert [r.value for r in stubs[0].Regress(regress, timeout=10).result.regressions] == [42.0]
 
 
-@pytest.mark.parametrize("make, code, wording", [
-    (lambda: _spec(predict_pb2.PredictRequest(), version=7), grpc.StatusCode.NOT_FOUND,
-     "Servable not found for request"),
-    (lambda: _spec(predict_pb2.PredictRequest(), label="nope"), grpc.StatusCode.INVALID_ARGUMENT,
-     "Unrecognized servable version label"),
-    (lambda: _spec(predict_pb2.PredictRequest(), signature="nope"), grpc.StatusCode.FAILED_PRECONDITION,
-     'Serving signature key "nope" not found.'),
-    (lambda: _spec(predict_pb2.PredictRequest()), grpc.StatusCode.INVALID_ARGUMENT,
-     "input size does not match signature"),
-])
+@pytest.mark.parametrize(
+    "make, code, wording",
+    [
+        (
+            lambda: _spec(predict_pb2.PredictRequest(), version=7),
+            grpc.StatusCode.NOT_FOUND,
+            "Servable not found for request",
+        ),
+        (
+            lambda: _spec(predict_pb2.PredictRequest(), label="nope"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Unrecognized servable version label",
+        ),
+        (
+            lambda: _spec(predict_pb2.PredictRequest(), signature="nope"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            'Serving signature key "nope" not found.',
+        ),
+        (
+            lambda: _spec(predict_pb2.PredictRequest()),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "input size does not match signature",
+        ),
+    ],
+)
 def test_grpc_predict_errors(stubs, make, code, wording):
     with pytest.raises(grpc.RpcError) as caught:
         stubs[0].Predict(make(), timeout=10)
@@ -342,14 +398,17 @@ def test_grpc_wrong_dtype_is_invalid_argument(stubs):
 
 # ------------------------------------------------------------------ metrics
 
+
 def test_prometheus_metrics(server, http, stubs):
     if server.kind != "mnist-tfx":
         pytest.skip("TF Serving exports metrics only with a monitoring config")
     ok_json(http("POST", MODEL + ":predict", {"instances": [1.0]}))
     stubs[1].GetModelStatus(_spec(get_model_status_pb2.GetModelStatusRequest()), timeout=10)
     text = http("GET", "/monitoring/prometheus/metrics").text
-    assert (f':tensorflow:serving:request_count_total{{api="predict",entrypoint="REST",'
-            f'model_name="{TWO_VERSIONS}",model_version="123",status="OK"}}') in text
+    assert (
+        f':tensorflow:serving:request_count_total{{api="predict",entrypoint="REST",'
+        f'model_name="{TWO_VERSIONS}",model_version="123",status="OK"}}'
+    ) in text
     assert ":tensorflow:serving:request_latency_bucket{" in text
     assert 'entrypoint="GRPC"' in text
 

@@ -39,6 +39,7 @@ MNIST_TFX = Path(sys.executable).parent / "mnist-tfx"
 
 # ------------------------------------------------------------------ the server
 
+
 class ServerProcess:
     """A `mnist-tfx serve` subprocess and its /proc memory counters."""
 
@@ -50,11 +51,20 @@ class ServerProcess:
         self.grpc = f"{url_host}:{self.grpc_port}"
         self.log = open(base_path.parent / "server.log", "w+b")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [str(MNIST_TFX), "serve", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
-             f"--rest_api_host={host}", f"--model_name={MODEL}", f"--model_base_path={base_path}",
-             *flags],
-            stdout=self.log, stderr=subprocess.STDOUT,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            [
+                str(MNIST_TFX),
+                "serve",
+                f"--port={self.grpc_port}",
+                f"--rest_api_port={self.rest_port}",
+                f"--rest_api_host={host}",
+                f"--model_name={MODEL}",
+                f"--model_base_path={base_path}",
+                *flags,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
         try:
             wait_until_ready(self.rest, MODEL, timeout=240)
         except TimeoutError:
@@ -99,12 +109,15 @@ def copy_model(tmp: Path) -> Path:
     return base
 
 
-CAP_FLAGS = (f"--max_request_bytes={MAX_BYTES}", f"--max_request_elements={MAX_ELEMENTS}",
-             f"--max_in_flight_requests_per_model={MAX_IN_FLIGHT}",
-             f"--rest_api_max_connections={MAX_CONNECTIONS}",
-             f"--rest_api_header_timeout_in_ms={HEADER_TIMEOUT_MS}",
-             f"--rest_api_body_timeout_in_ms={BODY_TIMEOUT_MS}",
-             f"--rest_api_idle_timeout_in_ms={IDLE_TIMEOUT_MS}")
+CAP_FLAGS = (
+    f"--max_request_bytes={MAX_BYTES}",
+    f"--max_request_elements={MAX_ELEMENTS}",
+    f"--max_in_flight_requests_per_model={MAX_IN_FLIGHT}",
+    f"--rest_api_max_connections={MAX_CONNECTIONS}",
+    f"--rest_api_header_timeout_in_ms={HEADER_TIMEOUT_MS}",
+    f"--rest_api_body_timeout_in_ms={BODY_TIMEOUT_MS}",
+    f"--rest_api_idle_timeout_in_ms={IDLE_TIMEOUT_MS}",
+)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +153,7 @@ def stubs(server: ServerProcess):
 
 # ------------------------------------------- case 1: classify/regress with a context
 
+
 def test_case1_context_times_examples_is_refused_before_merging(server):
     context = {"x": [0.5] * 20_000}  # ~80 kB serialized; × 200 examples = 16 MB > 1 MiB
     body = {"signature_name": "classify_x_to_y", "context": context, "examples": [{}] * 200}
@@ -174,11 +188,14 @@ def test_case1_grpc_regress_with_context_is_refused(server):
 _predict_request = declared_tensor_request
 
 
-@pytest.mark.parametrize("dtype_name, dims, values", [
-    ("DT_FLOAT", [2**27, 1], {}),  # 29 bytes on the wire, 512 MiB once filled
-    ("DT_STRING", [2**20], {"string_val": [b"x"]}),  # one value repeated a million times
-    ("DT_FLOAT", [2**40, 2**40], {}),  # overflows int64 when multiplied out
-])
+@pytest.mark.parametrize(
+    "dtype_name, dims, values",
+    [
+        ("DT_FLOAT", [2**27, 1], {}),  # 29 bytes on the wire, 512 MiB once filled
+        ("DT_STRING", [2**20], {"string_val": [b"x"]}),  # one value repeated a million times
+        ("DT_FLOAT", [2**40, 2**40], {}),  # overflows int64 when multiplied out
+    ],
+)
 def test_case2_declared_shape_over_the_cap_is_refused_before_allocating(server, dtype_name, dims, values):
     from tensorflow.core.framework import types_pb2
 
@@ -190,11 +207,14 @@ def test_case2_declared_shape_over_the_cap_is_refused_before_allocating(server, 
     assert growth[0] < RSS_GROWTH_BOUND
 
 
-@pytest.mark.parametrize("dims, values, why", [
-    ([4], {"tensor_content": b"\0" * 15}, "tensor_content has 15 bytes"),
-    ([2], {"float_val": [1.0, 2.0, 3.0]}, "3 values for a shape of 2"),
-    ([-1], {}, "negative"),
-])
+@pytest.mark.parametrize(
+    "dims, values, why",
+    [
+        ([4], {"tensor_content": b"\0" * 15}, "tensor_content has 15 bytes"),
+        ([2], {"float_val": [1.0, 2.0, 3.0]}, "3 values for a shape of 2"),
+        ([-1], {}, "negative"),
+    ],
+)
 def test_case2_values_not_matching_the_shape_are_invalid(server, dims, values, why):
     from tensorflow.core.framework import types_pb2
 
@@ -217,6 +237,7 @@ def test_case2_a_tensor_within_the_cap_still_repeats_its_last_value(server):
 
 # ------------------------------- case 3: JSON bodies, requests in flight, timed-out work
 
+
 def test_case3_json_with_more_values_than_the_cap_is_refused_before_parsing(server):
     body = b'{"instances": [' + b",".join([b"[]"] * (MAX_ELEMENTS + 1)) + b"]}"  # 300 kB
     assert len(body) < MAX_BYTES
@@ -230,8 +251,10 @@ def test_case3_json_with_more_values_than_the_cap_is_refused_before_parsing(serv
 def _hold_slot(server: ServerProcess) -> socket.socket:
     """A predict whose body never finishes arriving: it holds an in-flight slot."""
     sock = socket.create_connection(("127.0.0.1", server.rest_port), timeout=30)
-    sock.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n"
-                 f"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{".encode())
+    sock.sendall(
+        f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{".encode()
+    )
     return sock
 
 
@@ -280,16 +303,16 @@ def test_case3_a_timed_out_request_stops_at_the_next_step():
     from serving.status import Code, ServingError
     from tests.serving_conftest_helpers import single_model_config
 
-    manager = ModelManager(parse_model_server_config(single_model_config(MODEL, HALF_PLUS_TWO)),
-                           Servable, 0)
+    manager = ModelManager(parse_model_server_config(single_model_config(MODEL, HALF_PLUS_TWO)), Servable, 0)
     manager.start()
     try:
         core = ServingCore(manager)
         expired = Deadline(0.0)
         time.sleep(0.01)
         with pytest.raises(ServingError) as raised:
-            RestHandler(core).process("POST", f"/v1/models/{MODEL}:predict",
-                                      b'{"instances": [1.0]}', RequestOutcome(), expired)
+            RestHandler(core).process(
+                "POST", f"/v1/models/{MODEL}:predict", b'{"instances": [1.0]}', RequestOutcome(), expired
+            )
         assert raised.value.code == Code.DEADLINE_EXCEEDED
         request = predict_pb2.PredictRequest()
         request.model_spec.name = MODEL
@@ -306,6 +329,7 @@ def test_case3_a_timed_out_request_stops_at_the_next_step():
 
 # ------------------------------------------------- case 4: long numbers, no regex scan
 
+
 def test_case4_long_numbers_parse_and_overflow_is_still_an_error(server):
     digits = "9" * 308
     body = ('{"instances": [' + ",".join([digits + ".0"] * 2000) + "]}").encode()  # 600 kB
@@ -321,6 +345,7 @@ def test_case4_long_numbers_parse_and_overflow_is_still_an_error(server):
 
 
 # --------------------------------------------------------------- case 6: connections
+
 
 def _read_all(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes (socket timeout: the server hung)."""
@@ -345,16 +370,16 @@ def test_case6_idle_keep_alive_connections_are_closed(server):
 
 def test_case6_a_body_that_stops_arriving_gets_408(server):
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
-        sock.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n"
-                     f"Content-Length: 100\r\n\r\n{{\"inst".encode())
+        sock.sendall(
+            f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n" f'Content-Length: 100\r\n\r\n{{"inst'.encode()
+        )
         answer = _read_all(sock)
     assert answer.startswith(b"HTTP/1.1 408")
     assert b"--rest_api_body_timeout_in_ms" in answer
 
 
 def test_case6_connections_over_the_cap_are_refused_politely(server):
-    open_ones = [socket.create_connection(("127.0.0.1", server.rest_port), timeout=30)
-                 for _ in range(MAX_CONNECTIONS)]
+    open_ones = [socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) for _ in range(MAX_CONNECTIONS)]
     try:
         with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as extra:
             refused = _read_all(extra)
@@ -376,8 +401,7 @@ def test_case6_connections_over_the_cap_are_refused_politely(server):
 
 def test_case6_refused_connections_do_not_flood_the_log(server):
     before = server.output().count("REST connection refused")
-    open_ones = [socket.create_connection(("127.0.0.1", server.rest_port), timeout=30)
-                 for _ in range(MAX_CONNECTIONS)]
+    open_ones = [socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) for _ in range(MAX_CONNECTIONS)]
     try:
         for _ in range(50):
             with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as extra:
@@ -389,6 +413,7 @@ def test_case6_refused_connections_do_not_flood_the_log(server):
 
 
 # ------------------------------------------------------------------- case 9: errors
+
 
 def test_case9_errors_carry_no_stack_or_paths(server):
     body = {"signature_name": "classify_x_to_y", "examples": [{"x": "a string, not a float"}]}
@@ -416,12 +441,15 @@ def test_case9_client_strings_are_echoed_truncated(server):
     assert len(raised.value.details()) < 5000
 
 
-@pytest.mark.parametrize("raw", [
-    f"GET /v1/models/{MODEL} HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
-    "BREW /v1 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"GET /v1/models/{MODEL} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+        "BREW /v1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    ],
+)
 def test_case9_no_server_banner_and_json_errors(server, raw):
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
         sock.sendall(raw.replace("Host: x\r\n", "Host: x\r\nConnection: close\r\n").encode())
@@ -434,6 +462,7 @@ def test_case9_no_server_banner_and_json_errors(server, raw):
 
 # ----------------------------------------------------------------- case 11: CLI, URL
 
+
 def test_case11_a_5000_digit_version_is_a_400(server):
     response = requests.get(f"{server.rest}/v1/models/{MODEL}/versions/{'9' * 5000}", timeout=30)
     assert response.status_code == 400
@@ -441,11 +470,19 @@ def test_case11_a_5000_digit_version_is_a_400(server):
     assert len(response.json()["error"]) < 1000
 
 
-@pytest.mark.parametrize("flag", [
-    "--port=abc", "--port=70000", "--rest_api_port=-1", "--rest_api_num_threads=0",
-    "--file_system_poll_wait_seconds=nan", "--max_request_elements=0",
-    "--rest_api_max_connections=x", "--grpc_channel_arguments=novalue",
-])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--port=abc",
+        "--port=70000",
+        "--rest_api_port=-1",
+        "--rest_api_num_threads=0",
+        "--file_system_poll_wait_seconds=nan",
+        "--max_request_elements=0",
+        "--rest_api_max_connections=x",
+        "--grpc_channel_arguments=novalue",
+    ],
+)
 def test_case11_bad_flag_values_are_one_line_errors(flag):
     done = subprocess.run([str(MNIST_TFX), "serve", flag], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
@@ -470,16 +507,23 @@ def test_case11_ipv6_loopback_host_starts_rest_and_grpc():
     from serving.model_config import parse_model_server_config
     from serving.server import ModelServer, ServerOptions
 
-    options = ServerOptions(models=parse_model_server_config(
-        f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{HALF_PLUS_TWO}" '
-        f'model_platform: "tensorflow" }} }}'), port=free_port(), rest_api_port=free_port(),
-        rest_api_host="::1", file_system_poll_wait_seconds=0)
+    options = ServerOptions(
+        models=parse_model_server_config(
+            f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{HALF_PLUS_TWO}" '
+            f'model_platform: "tensorflow" }} }}'
+        ),
+        port=free_port(),
+        rest_api_port=free_port(),
+        rest_api_host="::1",
+        file_system_poll_wait_seconds=0,
+    )
     server = ModelServer(options)
     server.start()
     try:
         assert server.grpc_address == f"[::1]:{options.port}"
-        response = requests.post(f"http://[::1]:{options.rest_api_port}/v1/models/{MODEL}:predict",
-                                 json={"instances": [1.0]}, timeout=30)
+        response = requests.post(
+            f"http://[::1]:{options.rest_api_port}/v1/models/{MODEL}:predict", json={"instances": [1.0]}, timeout=30
+        )
         assert response.json() == {"predictions": [2.5]}
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -492,6 +536,7 @@ def test_case11_ipv6_loopback_host_starts_rest_and_grpc():
 
 
 # ------------------------------------------------------------------------ the soak
+
 
 @pytest.mark.slow
 def test_soak_mixed_traffic_with_a_hot_reload(tmp_path):
@@ -511,8 +556,9 @@ def test_soak_mixed_traffic_with_a_hot_reload(tmp_path):
             session = requests.Session()
             while time.monotonic() < stop:
                 try:
-                    response = session.post(f"{server.rest}/v1/models/{MODEL}:predict",
-                                            json={"instances": [1.0, 2.0]}, timeout=30)
+                    response = session.post(
+                        f"{server.rest}/v1/models/{MODEL}:predict", json={"instances": [1.0, 2.0]}, timeout=30
+                    )
                     if response.status_code == 503:  # the in-flight cap: refused, not failed
                         continue
                     if response.json() != {"predictions": [2.5, 3.0]}:
@@ -526,21 +572,27 @@ def test_soak_mixed_traffic_with_a_hot_reload(tmp_path):
             from tensorflow.core.framework import types_pb2
 
             channel, stub = stubs(server)
-            bodies = [b'{"instances": [' + b",".join([b"[]"] * (MAX_ELEMENTS + 1)) + b"]}",
-                      json.dumps({"signature_name": "classify_x_to_y", "context": {"x": [0.5] * 20_000},
-                                  "examples": [{}] * 200}).encode(),
-                      b'{"instances": [' + b"9" * 300 + b".0" + b"]}", b"{nope", b"x" * (MAX_BYTES + 1)]
+            bodies = [
+                b'{"instances": [' + b",".join([b"[]"] * (MAX_ELEMENTS + 1)) + b"]}",
+                json.dumps(
+                    {"signature_name": "classify_x_to_y", "context": {"x": [0.5] * 20_000}, "examples": [{}] * 200}
+                ).encode(),
+                b'{"instances": [' + b"9" * 300 + b".0" + b"]}",
+                b"{nope",
+                b"x" * (MAX_BYTES + 1),
+            ]
             verbs = ["predict", "classify", "predict", "predict", "predict"]
             i = 0
             with channel:
                 while time.monotonic() < stop:
                     with contextlib.suppress(requests.RequestException):
-                        requests.post(f"{server.rest}/v1/models/{MODEL}:{verbs[i % 5]}",
-                                      data=bodies[i % 5], timeout=30)
+                        requests.post(f"{server.rest}/v1/models/{MODEL}:{verbs[i % 5]}", data=bodies[i % 5], timeout=30)
                     with contextlib.suppress(grpc.RpcError):
                         stub.Predict(_predict_request(types_pb2.DT_FLOAT, [2**27]), timeout=30)
-                    with contextlib.suppress(OSError), socket.create_connection(
-                            ("127.0.0.1", server.rest_port), timeout=30) as sock:
+                    with (
+                        contextlib.suppress(OSError),
+                        socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock,
+                    ):
                         sock.sendall(b"GET /v1 HTTP/1.1\r\n")  # an abandoned, half-sent request
                     i += 1
                     time.sleep(0.02)

@@ -42,10 +42,12 @@ def build_counter_model(path: Path, tags: tuple[str, ...] = COUNTER_TAGS) -> Non
         signatures = {
             INCR: signature({"x": info(x)}, {"counter": info(incremented)}, "tensorflow/serving/predict"),
             GET: signature({"x": info(x)}, {"counter": info(read)}, "tensorflow/serving/predict"),
-            "regress": signature({"inputs": info(examples)}, {"outputs": info(per_example)},
-                                 "tensorflow/serving/regress"),
-            "classify": signature({"inputs": info(examples)}, {"scores": info(per_example[:, None])},
-                                  "tensorflow/serving/classify"),
+            "regress": signature(
+                {"inputs": info(examples)}, {"outputs": info(per_example)}, "tensorflow/serving/regress"
+            ),
+            "classify": signature(
+                {"inputs": info(examples)}, {"scores": info(per_example[:, None])}, "tensorflow/serving/classify"
+            ),
         }
         session.run(v1.global_variables_initializer())
         builder = v1.saved_model.Builder(str(path))
@@ -81,10 +83,12 @@ def warmup_records(iterations_of_each_kind: int = 1) -> list[bytes]:
     for signature, method in (("regress", "tensorflow/serving/regress"), ("classify", "tensorflow/serving/classify")):
         task = multi.tasks.add(method_name=method)
         task.model_spec.name, task.model_spec.signature_name = "counter", signature
-    logs = [prediction_log_pb2.PredictionLog(predict_log={"request": predict}),
-            prediction_log_pb2.PredictionLog(regress_log={"request": regress}),
-            prediction_log_pb2.PredictionLog(classify_log={"request": classify}),
-            prediction_log_pb2.PredictionLog(multi_inference_log={"request": multi})]
+    logs = [
+        prediction_log_pb2.PredictionLog(predict_log={"request": predict}),
+        prediction_log_pb2.PredictionLog(regress_log={"request": regress}),
+        prediction_log_pb2.PredictionLog(classify_log={"request": classify}),
+        prediction_log_pb2.PredictionLog(multi_inference_log={"request": multi}),
+    ]
     return [log.SerializeToString() for log in logs] * iterations_of_each_kind
 
 
@@ -106,9 +110,15 @@ def serve_model(config_text: str, **options) -> Iterator[tuple[RunningServer, ob
 
     options.setdefault("load_retries", LoadRetries(max_num_load_retries=0))  # a failed load ends at once
     options.setdefault("prometheus_path", DEFAULT_PROMETHEUS_PATH)  # as with a --monitoring_config_file
-    server = ModelServer(ServerOptions(models=parse_model_server_config(config_text), port=free_port(),
-                                       rest_api_port=free_port(), file_system_poll_wait_seconds=0,
-                                       **options))
+    server = ModelServer(
+        ServerOptions(
+            models=parse_model_server_config(config_text),
+            port=free_port(),
+            rest_api_port=free_port(),
+            file_system_poll_wait_seconds=0,
+            **options,
+        )
+    )
     server.start()
     try:
         yield RunningServer("mnist-tfx", f"http://{server.rest_address}", server.grpc_address), server
@@ -121,8 +131,11 @@ def status(server: RunningServer, model: str) -> dict:
 
 
 def counter(server: RunningServer, signature: str = GET) -> float:
-    got = requests.post(f"{server.rest}/v1/models/counter:predict", timeout=30,
-                        json={"signature_name": signature, "inputs": {"x": [0.0]}})
+    got = requests.post(
+        f"{server.rest}/v1/models/counter:predict",
+        timeout=30,
+        json={"signature_name": signature, "inputs": {"x": [0.0]}},
+    )
     assert got.status_code == 200, got.text
     return got.json()["outputs"]
 
@@ -133,13 +146,23 @@ def counter(server: RunningServer, signature: str = GET) -> float:
 def test_tf_servings_test_models_load_and_answer():
     """TF1 (half_plus_three: `Shapes must be equal rank` before), TF1 and TF2 half_plus_two,
     and both versions of the two-version model."""
-    models = {"three": "saved_model_half_plus_three", "two": "saved_model_half_plus_two_cpu",
-              "tf2": "saved_model_half_plus_two_tf2_cpu", "two_versions": "saved_model_half_plus_two_2_versions"}
-    config = "model_config_list {" + "".join(
-        f'config {{ name: "{name}" base_path: "{FIXTURES / directory}" model_platform: "tensorflow" '
-        f'{"model_version_policy { all {} }" if name == "two_versions" else ""} }}'
-        for name, directory in models.items()) + "}"
+    models = {
+        "three": "saved_model_half_plus_three",
+        "two": "saved_model_half_plus_two_cpu",
+        "tf2": "saved_model_half_plus_two_tf2_cpu",
+        "two_versions": "saved_model_half_plus_two_2_versions",
+    }
+    config = (
+        "model_config_list {"
+        + "".join(
+            f'config {{ name: "{name}" base_path: "{FIXTURES / directory}" model_platform: "tensorflow" '
+            f'{"model_version_policy { all {} }" if name == "two_versions" else ""} }}'
+            for name, directory in models.items()
+        )
+        + "}"
+    )
     with serve_model(config) as (server, _):
+
         def predict(path: str) -> list:
             got = requests.post(f"{server.rest}/v1/models/{path}:predict", json={"instances": [1.0, 2.0, 5.0]})
             assert got.status_code == 200, got.text
@@ -149,13 +172,18 @@ def test_tf_servings_test_models_load_and_answer():
         assert predict("two") == predict("tf2") == [2.5, 3.0, 4.5]
         assert predict("two_versions/versions/123") == predict("two_versions/versions/124") == [2.5, 3.0, 4.5]
         # Its regress signature takes floats where tf.Examples go: the session's own error, as TF Serving.
-        regress = requests.post(f"{server.rest}/v1/models/three/versions/123:regress",
-                                json={"signature_name": "tensorflow/serving/regress", "examples": [{"x": 4.0}]})
+        regress = requests.post(
+            f"{server.rest}/v1/models/three/versions/123:regress",
+            json={"signature_name": "tensorflow/serving/regress", "examples": [{"x": 4.0}]},
+        )
         assert (regress.status_code, regress.json()) == (
-            400, {"error": "Expects arg[0] to be float but string is provided"})
+            400,
+            {"error": "Expects arg[0] to be float but string is provided"},
+        )
         # Shapes are not re-checked against the signature, as in TF Serving (x is [None, 1] there).
-        assert requests.post(f"{server.rest}/v1/models/two:predict",
-                             json={"inputs": {"x": [[1.0, 3.0]]}}).json() == {"outputs": [[2.5, 3.5]]}
+        assert requests.post(f"{server.rest}/v1/models/two:predict", json={"inputs": {"x": [[1.0, 3.0]]}}).json() == {
+            "outputs": [[2.5, 3.5]]
+        }
 
 
 def test_reference_variables_load_and_keep_state_across_requests(tmp_path):
@@ -165,8 +193,10 @@ def test_reference_variables_load_and_keep_state_across_requests(tmp_path):
         assert counter(server) == 0.0
         assert [counter(server, INCR) for _ in range(3)] == [1.0, 2.0, 3.0]
         assert counter(server) == 3.0
-        regress = requests.post(f"{server.rest}/v1/models/counter:regress",
-                                json={"signature_name": "regress", "examples": [{"f": 1.0}, {"f": 2.0}]})
+        regress = requests.post(
+            f"{server.rest}/v1/models/counter:regress",
+            json={"signature_name": "regress", "examples": [{"f": 1.0}, {"f": 2.0}]},
+        )
         assert regress.json() == {"results": [4.0, 4.0]}  # one run for the batch of two
 
 
@@ -184,16 +214,27 @@ def test_saved_model_tags_pick_the_meta_graph(tmp_path):
 
 
 def test_loading_and_warmup_flags():
-    options = parse_args(["--saved_model_tags=serve,gpu", "--enable_model_warmup=false",
-                          "--num_request_iterations_for_warmup=3", "--enable_batching",
-                          "--enable_per_model_batching_parameters"], "/m")
+    options = parse_args(
+        [
+            "--saved_model_tags=serve,gpu",
+            "--enable_model_warmup=false",
+            "--num_request_iterations_for_warmup=3",
+            "--enable_batching",
+            "--enable_per_model_batching_parameters",
+        ],
+        "/m",
+    )
     assert options.saved_model_tags == ("serve", "gpu")
     assert options.enable_model_warmup is False
     assert options.num_request_iterations_for_warmup == 3
     assert options.enable_per_model_batching_parameters is True
     defaults = parse_args([], "/m")
-    assert (defaults.saved_model_tags, defaults.enable_model_warmup, defaults.num_request_iterations_for_warmup,
-            defaults.enable_per_model_batching_parameters) == (("serve",), True, 1, False)
+    assert (
+        defaults.saved_model_tags,
+        defaults.enable_model_warmup,
+        defaults.num_request_iterations_for_warmup,
+        defaults.enable_per_model_batching_parameters,
+    ) == (("serve",), True, 1, False)
     assert parse_args(["--num_request_iterations_for_warmup=0"], "/m").num_request_iterations_for_warmup == 1
 
 
@@ -206,8 +247,9 @@ def test_warmup_replays_every_record_before_the_version_is_available(tmp_path, i
     build_counter_model(version)
     records = warmup_records(iterations_of_each_kind=2)  # 8 records, 4 kinds
     write_warmup(version, records)
-    with serve_model(single_model_config("counter", tmp_path / "counter"),
-               num_request_iterations_for_warmup=iterations) as (server, _):
+    with serve_model(
+        single_model_config("counter", tmp_path / "counter"), num_request_iterations_for_warmup=iterations
+    ) as (server, _):
         assert status(server, "counter")["state"] == "AVAILABLE"
         assert counter(server) == len(records) * iterations
         metrics = requests.get(f"{server.rest}/monitoring/prometheus/metrics").text
@@ -232,8 +274,9 @@ def _failing_warmup(tmp_path: Path, records: list[bytes], wording: str, code: st
         assert got["state"] == "END", got
         assert got["status"]["error_code"] == code
         assert wording in got["status"]["error_message"]
-        assert requests.post(f"{server.rest}/v1/models/counter:predict",
-                             json={"inputs": {"x": [0.0]}}).status_code == 404  # never served
+        assert (
+            requests.post(f"{server.rest}/v1/models/counter:predict", json={"inputs": {"x": [0.0]}}).status_code == 404
+        )  # never served
 
 
 def test_a_failing_warmup_record_fails_the_load(tmp_path):
@@ -242,8 +285,12 @@ def test_a_failing_warmup_record_fails_the_load(tmp_path):
     bad = predict_pb2.PredictRequest()
     bad.model_spec.signature_name = "no_such_signature"
     record = prediction_log_pb2.PredictionLog(predict_log={"request": bad}).SerializeToString()
-    _failing_warmup(tmp_path, warmup_records() + [record], "after 4 record(s): Serving signature key "
-                    "\"no_such_signature\" not found.", "FAILED_PRECONDITION")
+    _failing_warmup(
+        tmp_path,
+        warmup_records() + [record],
+        "after 4 record(s): Serving signature key " '"no_such_signature" not found.',
+        "FAILED_PRECONDITION",
+    )
 
 
 def test_more_than_1000_warmup_records_fail_the_load(tmp_path):
@@ -277,25 +324,33 @@ def test_tf_servings_batching_config_and_per_model_batching_params(tmp_path):
         build_counter_model(tmp_path / name / "1")
         (tmp_path / name / "1" / "batching_params.pbtxt").write_text(params)
     build_counter_model(tmp_path / "none" / "1")
-    config = "model_config_list {" + "".join(
-        f'config {{ name: "{n}" base_path: "{tmp_path / n}" model_platform: "tensorflow" }}'
-        for n in ("own", "bad", "none")) + "}"
+    config = (
+        "model_config_list {"
+        + "".join(
+            f'config {{ name: "{n}" base_path: "{tmp_path / n}" model_platform: "tensorflow" }}'
+            for n in ("own", "bad", "none")
+        )
+        + "}"
+    )
     with serve_model(config, batching_parameters_text=common) as (server, model_server):
         assert model_server.manager.get_servable("own").batching == parse_batching_parameters(common)
     with serve_model(config, batching_parameters_text=common, enable_per_model_batching_parameters=True) as (
-            server, model_server):
+        server,
+        model_server,
+    ):
         assert model_server.manager.get_servable("own").batching == parse_batching_parameters(own)
         assert model_server.manager.get_servable("none").batching is None
         bad = status(server, "bad")
         assert bad["state"] == "END" and bad["status"]["error_code"] == "INVALID_ARGUMENT"
         assert "Last entry in allowed_batch_sizes must match max_batch_size" in bad["status"]["error_message"]
         # Batched with padding to an allowed size: 3 examples run as one padded batch of 4.
-        regress = requests.post(f"{server.rest}/v1/models/own:regress",
-                                json={"signature_name": "regress", "examples": [{"f": 1.0}] * 3})
+        regress = requests.post(
+            f"{server.rest}/v1/models/own:regress", json={"signature_name": "regress", "examples": [{"f": 1.0}] * 3}
+        )
         assert regress.json() == {"results": [1.0, 1.0, 1.0]}
-        assert requests.post(f"{server.rest}/v1/models/own:regress", json={
-            "signature_name": "regress", "examples": [{"f": 1.0}] * 5}).json() == {
-            "error": "Task size 5 is larger than maximum input batch size 4"}
+        assert requests.post(
+            f"{server.rest}/v1/models/own:regress", json={"signature_name": "regress", "examples": [{"f": 1.0}] * 5}
+        ).json() == {"error": "Task size 5 is larger than maximum input batch size 4"}
 
 
 # ----------------------------------------------------------- MultiInference
@@ -329,29 +384,60 @@ def multi_inference():
 
 
 def test_multi_inference_runs_classify_and_regress_tasks_on_one_input(multi_inference):
-    response = multi_inference([("half", "regress_x_to_y", "regress"), ("half", "classify_x_to_y", "classify"),
-                                ("half", "regress_x_to_y2", "regress")], x_values=(2.0, 4.0))
+    response = multi_inference(
+        [
+            ("half", "regress_x_to_y", "regress"),
+            ("half", "classify_x_to_y", "classify"),
+            ("half", "regress_x_to_y2", "regress"),
+        ],
+        x_values=(2.0, 4.0),
+    )
     assert [r.model_spec.signature_name for r in response.results] == [
-        "regress_x_to_y", "classify_x_to_y", "regress_x_to_y2"]
+        "regress_x_to_y",
+        "classify_x_to_y",
+        "regress_x_to_y2",
+    ]
     assert all(r.model_spec.name == "half" and r.model_spec.version.value == 123 for r in response.results)
     assert [r.value for r in response.results[0].regression_result.regressions] == [3.0, 4.0]
-    assert [[c.score for c in row.classes] for row in response.results[1].classification_result.classifications
-            ] == [[3.0], [4.0]]
+    assert [[c.score for c in row.classes] for row in response.results[1].classification_result.classifications] == [
+        [3.0],
+        [4.0],
+    ]
     assert [r.value for r in response.results[2].regression_result.regressions] == [4.0, 5.0]
 
 
-@pytest.mark.parametrize("tasks, kwargs, code, wording", [
-    ([("half", "regress_x_to_y", "regress")], {"x_values": ()}, "INVALID_ARGUMENT", "Input is empty"),
-    ([("half", "nope", "regress")], {}, "INVALID_ARGUMENT", "Requested signature not found in model graph: nope"),
-    ([("half", "regress_x_to_y", "regress"), ("other", "regress_x_to_y", "regress")], {}, "INVALID_ARGUMENT",
-     "All ModelSpecs in a MultiInferenceRequest must access the same model name."),
-    ([("half", "regress_x_to_y", "regress")] * 2, {}, "INVALID_ARGUMENT",
-     "Duplicate evaluation of signature: regress_x_to_y"),
-    ([("half", "serving_default", "predict")], {}, "UNIMPLEMENTED",
-     "Unsupported signature method_name: tensorflow/serving/predict"),
-    ([], {}, "INVALID_ARGUMENT", "ModelSpec has no name specified."),
-    ([("missing", "regress_x_to_y", "regress")], {}, "NOT_FOUND", "Servable not found for request: Latest(missing)"),
-])
+@pytest.mark.parametrize(
+    "tasks, kwargs, code, wording",
+    [
+        ([("half", "regress_x_to_y", "regress")], {"x_values": ()}, "INVALID_ARGUMENT", "Input is empty"),
+        ([("half", "nope", "regress")], {}, "INVALID_ARGUMENT", "Requested signature not found in model graph: nope"),
+        (
+            [("half", "regress_x_to_y", "regress"), ("other", "regress_x_to_y", "regress")],
+            {},
+            "INVALID_ARGUMENT",
+            "All ModelSpecs in a MultiInferenceRequest must access the same model name.",
+        ),
+        (
+            [("half", "regress_x_to_y", "regress")] * 2,
+            {},
+            "INVALID_ARGUMENT",
+            "Duplicate evaluation of signature: regress_x_to_y",
+        ),
+        (
+            [("half", "serving_default", "predict")],
+            {},
+            "UNIMPLEMENTED",
+            "Unsupported signature method_name: tensorflow/serving/predict",
+        ),
+        ([], {}, "INVALID_ARGUMENT", "ModelSpec has no name specified."),
+        (
+            [("missing", "regress_x_to_y", "regress")],
+            {},
+            "NOT_FOUND",
+            "Servable not found for request: Latest(missing)",
+        ),
+    ],
+)
 def test_multi_inference_errors_as_tf_serving(multi_inference, tasks, kwargs, code, wording):
     with pytest.raises(grpc.RpcError) as caught:
         multi_inference(tasks, **kwargs)
@@ -382,8 +468,10 @@ def test_keras_3_model_saved_with_tf_saved_model_save_answers_as_in_process(tmp_
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(3, activation="softmax")], name="Tiny")
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")],
+        name="Tiny",
+    )
     module = tf.Module()
     module.model = model
 
@@ -393,8 +481,11 @@ def test_keras_3_model_saved_with_tf_saved_model_save_answers_as_in_process(tmp_
 
     tf.saved_model.save(module, str(tmp_path / "keras" / "1"), signatures={"serving_default": serve})
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    expected = tf.saved_model.load(str(tmp_path / "keras" / "1")).signatures["serving_default"](
-        x=tf.constant(x))["probabilities"].numpy()
+    expected = (
+        tf.saved_model.load(str(tmp_path / "keras" / "1"))
+        .signatures["serving_default"](x=tf.constant(x))["probabilities"]
+        .numpy()
+    )
     with serve_model(single_model_config("keras", tmp_path / "keras")) as (server, _):
         got = requests.post(f"{server.rest}/v1/models/keras:predict", json={"instances": x.tolist()})
         assert got.status_code == 200, got.text

@@ -34,8 +34,9 @@ def test_new_version_under_load_has_no_failed_requests(tmp_path, batching):
     base = tmp_path / "half_plus_two"
     shutil.copytree(HALF_PLUS_TWO, base / "1")
     config = single_model_config("hp2", base)
-    with serve_in_process(config, poll_seconds=0.2, batching_parameters=batching,
-                          load_retries=LoadRetries(max_num_load_retries=0)) as server:
+    with serve_in_process(
+        config, poll_seconds=0.2, batching_parameters=batching, load_retries=LoadRetries(max_num_load_retries=0)
+    ) as server:
         rest, grpc_client = RestClient(server.rest, "hp2"), GrpcClient(server.grpc, "hp2")
         stop = threading.Event()
         failures: list[str] = []

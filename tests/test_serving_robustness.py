@@ -111,15 +111,13 @@ def test_grpc_bad_inputs_keep_their_codes(server):
     ragged.inputs["x"].float_val.extend([1.0, 2.0, 3.0, 4.0])  # 4 values for 3 elements
     unknown = predict_pb2.PredictRequest()
     unknown.model_spec.name = "../etc"
-    for request, code in ((ragged, grpc.StatusCode.INVALID_ARGUMENT),
-                          (unknown, grpc.StatusCode.NOT_FOUND)):
+    for request, code in ((ragged, grpc.StatusCode.INVALID_ARGUMENT), (unknown, grpc.StatusCode.NOT_FOUND)):
         with pytest.raises(grpc.RpcError) as caught:
             stub.Predict(request, timeout=10)
         assert caught.value.code() == code
 
 
 def test_server_still_up_after_the_corpus(server):
-    response = requests.post(server.rest + PREDICT, data=json.dumps({"instances": [1.0, 2.0]}),
-                             timeout=30)
+    response = requests.post(server.rest + PREDICT, data=json.dumps({"instances": [1.0, 2.0]}), timeout=30)
     assert response.json() == {"predictions": [2.5, 3.0]}
     assert requests.get(f"{server.rest}/v1/models/{TWO_VERSIONS}", timeout=30).status_code == 200

@@ -108,20 +108,40 @@ class Servers:
         self.kind, self.tmp = kind, tmp
         self._running: dict[tuple, Server] = {}
 
-    def run(self, model_name: str | None, model_path: Path | str | None, *,
-            model_config_file: Path | None = None, monitoring_config_file: Path | None = None,
-            grpc_channel_arguments: str = "", wait_for_server_ready: bool = True,
-            model_config_file_poll_period: int | None = None, extra: tuple[str, ...] = ()) -> Server:
-        key = (model_name, str(model_path), str(model_config_file), str(monitoring_config_file),
-               grpc_channel_arguments, model_config_file_poll_period, extra)
+    def run(
+        self,
+        model_name: str | None,
+        model_path: Path | str | None,
+        *,
+        model_config_file: Path | None = None,
+        monitoring_config_file: Path | None = None,
+        grpc_channel_arguments: str = "",
+        wait_for_server_ready: bool = True,
+        model_config_file_poll_period: int | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> Server:
+        key = (
+            model_name,
+            str(model_path),
+            str(model_config_file),
+            str(monitoring_config_file),
+            grpc_channel_arguments,
+            model_config_file_poll_period,
+            extra,
+        )
         if key in self._running:
             return self._running[key]
         port, rest_port = free_port(), free_port()
         workdir = self.tmp / f"server{len(self._running)}"
         workdir.mkdir()
         socket_path = workdir / "tf-serving.sock"
-        command = [*server_command(self.kind), f"--port={port}", f"--rest_api_port={rest_port}",
-                   f"--rest_api_timeout_in_ms={HTTP_REST_TIMEOUT_MS}", f"--grpc_socket_path={socket_path}"]
+        command = [
+            *server_command(self.kind),
+            f"--port={port}",
+            f"--rest_api_port={rest_port}",
+            f"--rest_api_timeout_in_ms={HTTP_REST_TIMEOUT_MS}",
+            f"--grpc_socket_path={socket_path}",
+        ]
         if model_config_file:
             command.append(f"--model_config_file={model_config_file}")
         elif model_path:
@@ -136,8 +156,9 @@ class Servers:
         command += [f"--grpc_channel_arguments={channel_args}", *extra]
         log = workdir / "server.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"})
+            proc = subprocess.Popen(
+                command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"}
+            )
         server = Server(proc, f"127.0.0.1:{port}", f"127.0.0.1:{rest_port}", str(socket_path), log)
         self._running[key] = server
         if wait_for_server_ready:
@@ -166,10 +187,13 @@ def servers(request, tmp_path_factory):
 def default_server(servers):
     """RunServer('default', half_plus_two): shared by every case that starts exactly this server
     (monitoring and channel-argument cases too: their flags change nothing for the others)."""
-    return servers.run("default", HALF_PLUS_TWO,
-                       monitoring_config_file=FIXTURES / "monitoring_config.txt",
-                       grpc_channel_arguments="grpc.max_connection_age_ms=2000,grpc.lb_policy_name=grpclb",
-                       extra=EXTRA_FLAGS)
+    return servers.run(
+        "default",
+        HALF_PLUS_TWO,
+        monitoring_config_file=FIXTURES / "monitoring_config.txt",
+        grpc_channel_arguments="grpc.max_connection_age_ms=2000,grpc.lb_policy_name=grpclb",
+        extra=EXTRA_FLAGS,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +211,15 @@ def verify_model_spec(spec, name: str, signature_name: str, version: int) -> Non
     assert (spec.name, spec.signature_name, spec.version.value) == (name, signature_name, version)
 
 
-def verify_predict_request(address: str, expected_output: float, expected_version: int,
-                           model_name: str = "default", specify_output: bool = True,
-                           batch_input: bool = False, signature_name: str = DEFAULT_SIGNATURE) -> None:
+def verify_predict_request(
+    address: str,
+    expected_output: float,
+    expected_version: int,
+    model_name: str = "default",
+    specify_output: bool = True,
+    batch_input: bool = False,
+    signature_name: str = DEFAULT_SIGNATURE,
+) -> None:
     """VerifyPredictRequest."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
@@ -212,8 +242,7 @@ def verify_predict_request(address: str, expected_output: float, expected_versio
 
 def call_rest(url: str, body: dict | None) -> dict:
     """CallREST: POST when there is a body, GET otherwise; the answer must be 200."""
-    response = (requests.get(url, timeout=30) if body is None
-                else requests.post(url, data=json.dumps(body), timeout=30))
+    response = requests.get(url, timeout=30) if body is None else requests.post(url, data=json.dumps(body), timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -241,6 +270,7 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
 
 # ------------------------------------------------------------------ gRPC
 
+
 def test_get_model_status(default_server):
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = "default"
@@ -256,8 +286,7 @@ def test_get_model_metadata(default_server):
     request.model_spec.name = "default"
     request.metadata_field.append("signature_def")
     with grpc.insecure_channel(default_server.grpc) as channel:
-        result = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
-            request, RPC_TIMEOUT)
+        result = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(request, RPC_TIMEOUT)
     assert result.model_spec.name == "default"
     assert result.model_spec.version.value == model_version(HALF_PLUS_TWO)
     assert len(result.metadata) == 1
@@ -315,14 +344,17 @@ def _test_multi_inference(server: Server, model_path: Path) -> None:
     request.tasks[1].method_name = "tensorflow/serving/classify"
     request.input.example_list.examples.add().features.feature["x"].float_list.value.extend([2.0])
     with grpc.insecure_channel(server.grpc) as channel:
-        result = prediction_service_pb2_grpc.PredictionServiceStub(channel).MultiInference(
-            request, RPC_TIMEOUT)
+        result = prediction_service_pb2_grpc.PredictionServiceStub(channel).MultiInference(request, RPC_TIMEOUT)
     assert len(result.results) == 2
     assert result.results[0].regression_result.regressions[0].value == 3.0
     assert result.results[1].classification_result.classifications[0].classes[0].score == 3.0
     for i in range(2):
-        verify_model_spec(result.results[i].model_spec, request.tasks[i].model_spec.name,
-                          request.tasks[i].model_spec.signature_name, model_version(model_path))
+        verify_model_spec(
+            result.results[i].model_spec,
+            request.tasks[i].model_spec.name,
+            request.tasks[i].model_spec.signature_name,
+            model_version(model_path),
+        )
 
 
 def test_multi_inference(default_server):
@@ -342,19 +374,19 @@ def test_predict_saved_model(default_server):
 
 # ------------------------------------------------------------------ model config files
 
+
 def test_good_model_config(servers, good_model_config_file):
     address = servers.run(None, None, model_config_file=good_model_config_file).grpc
     verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO), model_name="half_plus_two")
-    verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO), model_name="half_plus_two",
-                           specify_output=False)
+    verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO), model_name="half_plus_two", specify_output=False)
     verify_predict_request(address, 4.0, model_version(HALF_PLUS_THREE), model_name="half_plus_three")
-    verify_predict_request(address, 4.0, model_version(HALF_PLUS_THREE), model_name="half_plus_three",
-                           specify_output=False)
+    verify_predict_request(
+        address, 4.0, model_version(HALF_PLUS_THREE), model_name="half_plus_three", specify_output=False
+    )
 
 
 def test_bad_model_config(servers):
-    server = servers.run(None, None, model_config_file=FIXTURES / "bad_model_config.txt",
-                         wait_for_server_ready=False)
+    server = servers.run(None, None, model_config_file=FIXTURES / "bad_model_config.txt", wait_for_server_ready=False)
     server.proc.wait(240)
     assert server.proc.returncode != 0
     assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in server.output()
@@ -364,39 +396,45 @@ def test_model_config_reload(servers, tmp_path):
     config_path = tmp_path / "model_config.txt"
     config_path.write_text(CONFIG_TEMPLATE.format(name="half_plus_two", model_path=HALF_PLUS_TWO))
     address = servers.run(None, None, model_config_file=config_path, model_config_file_poll_period=1).grpc
-    verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO), model_name="half_plus_two",
-                           specify_output=False)
+    verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO), model_name="half_plus_two", specify_output=False)
 
     config_path.write_text(CONFIG_TEMPLATE.format(name="half_plus_three", model_path=HALF_PLUS_THREE))
-    wait_until(lambda: verify_predict_request(address, 4.0, model_version(HALF_PLUS_THREE),
-                                              model_name="half_plus_three", specify_output=False) is None)
+    wait_until(
+        lambda: verify_predict_request(
+            address, 4.0, model_version(HALF_PLUS_THREE), model_name="half_plus_three", specify_output=False
+        )
+        is None
+    )
 
 
 def test_model_config_reload_with_zero_poll_period(servers, tmp_path):
     config_path = tmp_path / "model_config.txt"
     config_path.write_text(CONFIG_TEMPLATE.format(name="half_plus_two", model_path=HALF_PLUS_TWO))
     poll_period = 0
-    address = servers.run(None, None, model_config_file=config_path,
-                          model_config_file_poll_period=poll_period).grpc
-    verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO), model_name="half_plus_two",
-                           specify_output=False)
+    address = servers.run(None, None, model_config_file=config_path, model_config_file_poll_period=poll_period).grpc
+    verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO), model_name="half_plus_two", specify_output=False)
 
     config_path.write_text(CONFIG_TEMPLATE.format(name="half_plus_three", model_path=HALF_PLUS_THREE))
     time.sleep(poll_period + 1)  # time to poll, should the server wrongly poll
-    verify_predict_request(address, 3.0, model_version(HALF_PLUS_THREE), model_name="half_plus_two",
-                           specify_output=False)
+    verify_predict_request(
+        address, 3.0, model_version(HALF_PLUS_THREE), model_name="half_plus_two", specify_output=False
+    )
 
 
 def test_model_config_reload_to_a_tf2_model(servers, tmp_path):
     """testModelConfigReload with a TF2 model as the new config (loads with or without TF1 sessions)."""
     config_path = tmp_path / "model_config.txt"
     config_path.write_text(CONFIG_TEMPLATE.format(name="half_plus_two", model_path=HALF_PLUS_TWO))
-    address = servers.run(None, None, model_config_file=config_path, model_config_file_poll_period=1,
-                          extra=("--file_system_poll_wait_seconds=1",)).grpc
+    address = servers.run(
+        None,
+        None,
+        model_config_file=config_path,
+        model_config_file_poll_period=1,
+        extra=("--file_system_poll_wait_seconds=1",),
+    ).grpc
     verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO), model_name="half_plus_two")
     config_path.write_text(CONFIG_TEMPLATE.format(name="tf2", model_path=HALF_PLUS_TWO_TF2))
-    wait_until(lambda: verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO_TF2),
-                                              model_name="tf2") is None)
+    wait_until(lambda: verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO_TF2), model_name="tf2") is None)
     with pytest.raises(grpc.RpcError) as caught:
         verify_predict_request(address, 3.0, model_version(HALF_PLUS_TWO), model_name="half_plus_two")
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
@@ -407,6 +445,7 @@ def test_good_grpc_channel_args(default_server):
 
 
 # ------------------------------------------------------------------ REST
+
 
 def test_classify_rest(default_server):
     url = f"http://{default_server.rest}/v1/models/default:classify"
@@ -432,11 +471,13 @@ def test_predict_columnar_rest(default_server):
 
 def test_get_status_rest(default_server):
     assert call_rest(f"http://{default_server.rest}/v1/models/default", None) == {
-        "model_version_status": [{
-            "version": "123",
-            "state": "AVAILABLE",
-            "status": {"error_code": "OK", "error_message": ""},
-        }]
+        "model_version_status": [
+            {
+                "version": "123",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
     }
 
 
@@ -453,8 +494,7 @@ def test_prometheus_endpoint(default_server):
 
 
 def test_predict_uds(default_server):
-    verify_predict_request(f"unix:{default_server.socket}", 3.0, model_version(HALF_PLUS_THREE),
-                           specify_output=False)
+    verify_predict_request(f"unix:{default_server.socket}", 3.0, model_version(HALF_PLUS_THREE), specify_output=False)
 
 
 # ------------------------------------------------------------------ models saved by TF 2
@@ -500,8 +540,14 @@ SAVE_MODELS = textwrap.dedent("""
 def saved_models(tmp_path_factory) -> Path:
     """The four models TF Serving's test saves, saved once in a fresh TensorFlow process."""
     out = tmp_path_factory.mktemp("saved")
-    done = subprocess.run([sys.executable, "-c", SAVE_MODELS, str(out)], capture_output=True, text=True,
-                          check=False, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    done = subprocess.run(
+        [sys.executable, "-c", SAVE_MODELS, str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert done.returncode == 0, done.stderr[-5000:]
     return out
 
@@ -519,9 +565,11 @@ def test_tf_saved_model_save_multiple_signatures(servers, saved_models):
     verify_predict_request(address, 1.0, model_version(base_path))
 
 
-@pytest.mark.parametrize("name", ["keras_sequential_saved_model_save",
-                                  "distrat_keras_sequential_saved_model_save"],
-                         ids=["sequential", "distrat_sequential"])
+@pytest.mark.parametrize(
+    "name",
+    ["keras_sequential_saved_model_save", "distrat_keras_sequential_saved_model_save"],
+    ids=["sequential", "distrat_sequential"],
+)
 def test_sequential_keras_saved_model_save(servers, saved_models, name):
     """test_sequential_keras_saved_model_save and test_distrat_sequential_keras_saved_model_save."""
     base_path = saved_models / name
@@ -531,6 +579,7 @@ def test_sequential_keras_saved_model_save(servers, saved_models, name):
 
 # ------------------------------------------------------------------ this project's flag cases
 
+
 def test_handle_reload_config_request(servers, tmp_path):
     """ModelService/HandleReloadConfigRequest adds and removes models; other config kinds are refused."""
     config_path = tmp_path / "model_config.txt"
@@ -539,8 +588,9 @@ def test_handle_reload_config_request(servers, tmp_path):
     with grpc.insecure_channel(server.grpc) as channel:
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
         request = model_management_pb2.ReloadConfigRequest()
-        request.config.model_config_list.config.add(name="tf2", base_path=str(HALF_PLUS_TWO_TF2),
-                                                    model_platform="tensorflow")
+        request.config.model_config_list.config.add(
+            name="tf2", base_path=str(HALF_PLUS_TWO_TF2), model_platform="tensorflow"
+        )
         response = stub.HandleReloadConfigRequest(request, RPC_TIMEOUT)
         assert response.status.error_code == 0
         verify_predict_request(server.grpc, 3.0, model_version(HALF_PLUS_TWO_TF2), model_name="tf2")
@@ -552,15 +602,18 @@ def test_handle_reload_config_request(servers, tmp_path):
         with pytest.raises(grpc.RpcError) as caught:
             stub.HandleReloadConfigRequest(request, RPC_TIMEOUT)
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert caught.value.details() == ("Request to assign label to version 999 of model tf2, which "
-                                          "is not currently available for inference")
+        assert caught.value.details() == (
+            "Request to assign label to version 999 of model tf2, which " "is not currently available for inference"
+        )
 
         with pytest.raises(grpc.RpcError) as caught:
             stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(), RPC_TIMEOUT)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert caught.value.details() == ("ServerModelConfig type not supported by "
-                                          "HandleReloadConfigRequest. Only ModelConfigList is currently "
-                                          "supported")
+        assert caught.value.details() == (
+            "ServerModelConfig type not supported by "
+            "HandleReloadConfigRequest. Only ModelConfigList is currently "
+            "supported"
+        )
 
 
 def test_grpc_health_check_service(default_server):
@@ -589,8 +642,8 @@ def test_cors_headers_and_preflight(default_server):
 
 
 def test_version_flag(servers):
-    done = subprocess.run([*server_command(servers.kind), "--version"], cwd=REPO, capture_output=True,
-                          text=True, check=False, timeout=120)
+    done = subprocess.run(
+        [*server_command(servers.kind), "--version"], cwd=REPO, capture_output=True, text=True, check=False, timeout=120
+    )
     assert done.returncode == 0
     assert done.stdout.startswith("TensorFlow ModelServer: ") and "\nTensorFlow Library: " in done.stdout
-

@@ -18,8 +18,11 @@ pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-    pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
-                "apt-get install -y chromium chromium-driver", allow_module_level=True)
+    pytest.skip(
+        f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
+        "apt-get install -y chromium chromium-driver",
+        allow_module_level=True,
+    )
 
 from selenium import webdriver  # noqa: E402  (only once the browser is known to exist)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -36,9 +39,18 @@ TEST_IMAGE = 0  # the first official test image (a 7)
 def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=900,720", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=900,720",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.set_script_timeout(60)
@@ -53,7 +65,8 @@ def open_page(browser, url: str) -> None:
 
 def wait_for_result(browser) -> str:
     WebDriverWait(browser, 60).until(
-        lambda d: d.find_element(By.ID, "result").get_attribute("data-state") in ("done", "error"))
+        lambda d: d.find_element(By.ID, "result").get_attribute("data-state") in ("done", "error")
+    )
     return browser.find_element(By.ID, "result").get_attribute("data-state")
 
 
@@ -92,7 +105,8 @@ def test_drawn_test_digit_is_classified(mnist_server, browser, data_dir, tmp_pat
     browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "window.mnistUi.drawImage(arguments[0]).then(done, (e) => done(String(e)));",
-        image.tolist())
+        image.tolist(),
+    )
     payload = np.asarray(check_shown_prediction(browser, mnist_server))
     # Prepared as MNIST was (crop, fit 20×20, centre of mass): the upscaled test digit comes back as itself.
     np.testing.assert_array_equal(payload, image)
@@ -122,7 +136,8 @@ def test_server_errors_are_shown(mnist_server, browser):
     open_page(browser, f"{mnist_server.rest}/ui?model=nosuchmodel")
     browser.execute_async_script(
         "const done = arguments[arguments.length - 1]; window.mnistUi.drawImage(arguments[0]).then(done);",
-        (np.eye(28, dtype=np.uint8) * 255).tolist())
+        (np.eye(28, dtype=np.uint8) * 255).tolist(),
+    )
     assert wait_for_result(browser) == "error"
     assert "nosuchmodel" in browser.find_element(By.ID, "error").text
     assert browser.find_element(By.ID, "digit").text == ""
