@@ -7,7 +7,8 @@ Models: TF Serving's half_plus_two fixture, and an MNIST-like Keras 3 model (CNN
 untrained seed, `tf.saved_model.save` with a `serving_default` on float [N, 28, 28]) built in
 a temporary directory together with a one-record warmup file.
 
-    .venv/bin/python -m bench.serving_loading_ab --baseline /work/main
+    git worktree add ../baseline <commit> && (cd ../baseline && bash scripts/setup.sh)
+    .venv/bin/python -m bench.serving_loading_ab --baseline ../baseline
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
-        default=REPO.parent.parent / "main",
-        help="checkout with its own .venv to compare against (default /work/main)",
+        required=True,
+        help="another checkout of this project, with its own .venv, to compare against",
     )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=50)
