@@ -259,7 +259,9 @@ def test_stop_returns_while_a_load_hangs(tmp_path):
     manager = ModelManager(
         [ModelConfig("m", str(tmp_path))], load_hanging_on_version_2, poll_wait_seconds=0.05, retries=NO_RETRIES
     )
+    others = set(threading.enumerate())  # other tests' servers in this process have pollers of their own
     manager.start()
+    [poller] = [t for t in threading.enumerate() if t not in others and t.name == "model-poller"]
     try:
         push(tmp_path, 2)
         wait_for(lambda: states(manager).get(2) == State.LOADING)
@@ -269,7 +271,7 @@ def test_stop_returns_while_a_load_hangs(tmp_path):
         assert not stopper.is_alive(), "stop() must not wait for a hung load"
     finally:
         release.set()
-    wait_for(lambda: not any(t.name == "model-poller" and t.is_alive() for t in threading.enumerate()))
+    wait_for(lambda: not poller.is_alive())
     assert manager.loaded_versions() == {"m": []}, "a load finishing after stop is dropped"
 
 
