@@ -14,6 +14,18 @@ from components import features
 from pipeline.configs import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
+# The node ids of `create_pipeline`, in data order: what every runner's record must list.
+PIPELINE_NODES = (
+    "MnistExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
+)
 # A slice big enough for a model that clearly learns (≈85 % after one epoch), small enough for CI.
 SLICE_ARGS = ["--train-limit", "1000", "--eval-limit", "300", "--epochs", "1", "--min-accuracy", "0.5"]
 

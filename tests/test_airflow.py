@@ -16,22 +16,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.configs import PipelineConfig
-from tests.conftest import REPO
+from tests.conftest import PIPELINE_NODES, REPO
 
 pytestmark = pytest.mark.slow
 
 DAG_ID = "mnist-tfx"
-TASKS = {
-    "MnistExampleGen",
-    "StatisticsGen",
-    "SchemaGen",
-    "ExampleValidator",
-    "Transform",
-    "Trainer",
-    "latest_blessed_model_resolver",
-    "Evaluator",
-    "Pusher",
-}
+TASKS = PIPELINE_NODES
 SLICE_ENV = {
     "MNIST_TFX_TRAIN_LIMIT": "200",
     "MNIST_TFX_EVAL_LIMIT": "100",

@@ -8,21 +8,11 @@ import pytest
 
 from pipeline import configs
 from reports import run_record
-from tests.conftest import mnist_tfx
+from tests.conftest import PIPELINE_NODES, mnist_tfx
 
 pytestmark = pytest.mark.slow
 
-COMPONENTS = {
-    "MnistExampleGen",
-    "StatisticsGen",
-    "SchemaGen",
-    "ExampleValidator",
-    "Transform",
-    "Trainer",
-    "latest_blessed_model_resolver",
-    "Evaluator",
-    "Pusher",
-}
+COMPONENTS = PIPELINE_NODES
 
 
 def test_run_with_two_worker_processes_completes_and_pushes(tmp_path: Path, data_dir: Path) -> None:

@@ -14,19 +14,9 @@ import yaml
 from google.protobuf import json_format
 
 from pipeline.configs import PipelineConfig
-from tests.conftest import CliRun, mnist_tfx
+from tests.conftest import PIPELINE_NODES, CliRun, mnist_tfx
 
-COMPONENTS = (
-    "MnistExampleGen",
-    "StatisticsGen",
-    "SchemaGen",
-    "ExampleValidator",
-    "Transform",
-    "Trainer",
-    "latest_blessed_model_resolver",
-    "Evaluator",
-    "Pusher",
-)
+COMPONENTS = PIPELINE_NODES
 IMAGE = "europe-docker.pkg.dev/my-project/ml/mnist-tfx:1.0"
 ROOT = "gs://my-bucket/mnist-tfx/root"
 COMPILE_ARGS = (

@@ -17,21 +17,11 @@ from PIL import Image
 from components import example_gen, features
 from pipeline import configs
 from reports import run_record
-from tests.conftest import SLICE_ARGS, CliRun, mnist_tfx, slice_run
+from tests.conftest import PIPELINE_NODES, SLICE_ARGS, CliRun, mnist_tfx, slice_run
 
 pytestmark = pytest.mark.slow
 
-COMPONENTS = {
-    "MnistExampleGen",
-    "StatisticsGen",
-    "SchemaGen",
-    "ExampleValidator",
-    "Transform",
-    "Trainer",
-    "latest_blessed_model_resolver",
-    "Evaluator",
-    "Pusher",
-}
+COMPONENTS = set(PIPELINE_NODES)
 
 
 @pytest.fixture(scope="module")
