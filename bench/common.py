@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -122,3 +123,31 @@ def write(
         print(targets_table(targets))
     print(f"wrote {out}", flush=True)
     return out
+
+
+def start_serve(
+    python: str | Path, cwd: Path, name: str, base_path: Path, *flags: str
+) -> tuple[subprocess.Popen, int, int]:
+    """`serving.server.main` of the checkout at `cwd`, run by `python`, on free loopback ports;
+    returns the process and its gRPC and REST ports once it says REST is up."""
+    grpc_port, rest_port = free_port(), free_port()
+    code = "import sys; from serving.server import main; sys.exit(main(sys.argv[1:], ''))"
+    argv = [
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        f"--model_name={name}",
+        f"--model_base_path={base_path}",
+        *flags,
+    ]
+    proc = subprocess.Popen(
+        [str(python), "-c", code, *argv],
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    for line in proc.stdout:
+        if "Exporting HTTP/REST API" in line:
+            return proc, grpc_port, rest_port
+    raise RuntimeError(f"{cwd}: server did not start (exit code {proc.wait()})")

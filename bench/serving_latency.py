@@ -67,30 +67,12 @@ def latest_version(base_path: Path) -> Path | None:
 
 def start_server(model: Model, batching: bool, tmp: str) -> tuple[subprocess.Popen, int, int]:
     """`serving.server.main` in a subprocess; returns it with its gRPC and REST ports once serving."""
-    grpc_port, rest_port = common.free_port(), common.free_port()
-    args = [
-        f"--port={grpc_port}",
-        f"--rest_api_port={rest_port}",
-        f"--model_name={model.name}",
-        f"--model_base_path={model.base_path}",
-    ]
+    flags = []
     if batching:
         params = Path(tmp) / "batching.txt"
         params.write_text(BATCHING)
-        args += ["--enable_batching", f"--batching_parameters_file={params}"]
-    code = "import sys; from serving.server import main; sys.exit(main(sys.argv[1:], ''))"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        cwd=common.REPO,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    for line in proc.stdout:
-        if "Exporting HTTP/REST API" in line:
-            return proc, grpc_port, rest_port
-    raise RuntimeError(f"server did not start (exit code {proc.wait()})")
+        flags = ["--enable_batching", f"--batching_parameters_file={params}"]
+    return common.start_serve(sys.executable, common.REPO, model.name, model.base_path, *flags)
 
 
 def measure(make_call: Callable[[], Call], clients: int, total: int) -> tuple[np.ndarray, float]:

@@ -26,12 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.serving_latency import free_port
+from bench.common import start_serve
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO.parent / "shared" / "fixtures" / "tf_serving_testdata" / "saved_model_half_plus_two_cpu"
-SERVER_CODE = "import sys; from serving.server import main; sys.exit(main(sys.argv[1:], ''))"
-
 BUILD_MNIST_LIKE = """
 import sys
 import numpy as np
@@ -61,26 +59,8 @@ with tf.io.TFRecordWriter(version + "/assets.extra/tf_serving_warmup_requests") 
 
 def start(repo: Path, name: str, base_path: Path, *flags: str) -> tuple[subprocess.Popen, int]:
     """`serving.server.main` of `repo` with its own venv; returns it with its REST port once serving."""
-    rest_port = free_port()
-    args = [
-        f"--port={free_port()}",
-        f"--rest_api_port={rest_port}",
-        f"--model_name={name}",
-        f"--model_base_path={base_path}",
-        *flags,
-    ]
-    proc = subprocess.Popen(
-        [str(repo / ".venv" / "bin" / "python"), "-c", SERVER_CODE, *args],
-        cwd=repo,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    for line in proc.stdout:
-        if "Exporting HTTP/REST API" in line:
-            return proc, rest_port
-    raise RuntimeError(f"{repo}: server did not start (exit code {proc.wait()})")
+    proc, _, rest_port = start_serve(repo / ".venv" / "bin" / "python", repo, name, base_path, *flags)
+    return proc, rest_port
 
 
 class Client:
