@@ -74,6 +74,7 @@ def test_report_holds_the_lineage_of_the_pushed_model(written):
         assert Path(uri).exists(), uri
     for node in ("Trainer", "Transform", "SchemaGen", "StatisticsGen", "MnistExampleGen"):
         assert f'<td class="num">{nodes[node].execution_id}</td><td>{node}</td>' in lineage, node
+    assert '<span id="spans">without spans (the four IDX files)</span>' in lineage  # ExampleGen's span 0
 
 
 @pytest.mark.slow
