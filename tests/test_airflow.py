@@ -6,15 +6,18 @@ home and one SQLite Airflow database.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from pipeline import airflow_callbacks
 from pipeline.configs import PipelineConfig
 from tests.conftest import PIPELINE_NODES, REPO
 
@@ -165,3 +168,77 @@ def test_dags_test_runs_every_task_to_success_and_pushes_a_model(airflow_home: P
     # The pipeline wrote its artifacts and metadata where `mnist-tfx run` would.
     assert (airflow_home / "pipelines" / DAG_ID / "Trainer" / "model").is_dir()
     assert (airflow_home / "metadata" / DAG_ID / "metadata.sqlite").is_file()
+
+
+def test_dag_runs_one_at_a_time_without_retries_and_every_task_reports_failures(airflow_home: Path) -> None:
+    """DAG-level facts, from the DAG object Airflow builds (no run needed)."""
+    script = (
+        "import json; from pipeline import airflow_dag as m; d = m.DAG; "
+        "print(json.dumps({'max_active_runs': d.max_active_runs, 'catchup': d.catchup, 'tasks': {t.task_id: "
+        "[t.retries, t.on_failure_callback.__name__, t.email, t.email_on_failure, t.email_on_retry]"
+        " for t in d.tasks}}))"
+    )
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-c", script],
+        cwd=REPO,
+        env={**_clean_env(airflow_home), airflow_callbacks.FAILURE_EMAIL_ENV: "ops@example.com, ml@example.com"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["max_active_runs"] == 1 and facts["catchup"] is False
+    emails = ["ops@example.com", "ml@example.com"]
+    assert facts["tasks"] == {task: [0, "on_task_failure", emails, True, False] for task in TASKS}
+
+
+class _Webhook(http.server.BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(min(int(self.headers["Content-Length"]), 1 << 16))
+        _Webhook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+
+def test_a_failed_component_is_logged_and_posted_to_the_webhook(airflow_home: Path, tmp_path: Path) -> None:
+    """A real failed task (ExampleGen on an empty data root) fires the callback with its fields."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    try:
+        done = _airflow(
+            airflow_home,
+            "dags",
+            "test",
+            DAG_ID,
+            "2024-07-01",
+            timeout=900,
+            MNIST_TFX_DATA_ROOT=str(empty),
+            **{airflow_callbacks.FAILURE_WEBHOOK_ENV: f"http://127.0.0.1:{server.server_port}/hook"},
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    output = done.stdout + done.stderr
+    lines = [line for line in output.splitlines() if airflow_callbacks.LOG_PREFIX in line]
+    assert lines, output[-5000:]
+    fields = json.loads(lines[0].split(airflow_callbacks.LOG_PREFIX, 1)[1])
+    run_id = "manual__2024-07-01T00:00:00+00:00"
+    assert fields["component"] == "MnistExampleGen" and fields["run_id"] == run_id and fields["dag_id"] == DAG_ID
+    assert fields["try_number"] == 1
+    run_logs = airflow_home / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+    assert fields["log_path"] == str(run_logs / "task_id=MnistExampleGen" / "attempt=1.log")
+    assert "task_id=MnistExampleGen" in fields["log_url"] and "dag_run_id=manual__2024-07-01" in fields["log_url"]
+    assert str(empty) in fields["error"], fields["error"]
+    assert _Webhook.received == [fields]
+    with sqlite3.connect(airflow_home / "airflow" / "airflow.db") as db:
+        states = dict(
+            db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (DAG_ID, run_id))
+        )
+    assert states["MnistExampleGen"] == "failed"
+    downstream = set(TASKS) - {"MnistExampleGen", "latest_blessed_model_resolver"}  # the resolver needs no data
+    assert {states[t] for t in downstream} == {"upstream_failed"}
