@@ -117,7 +117,7 @@ def test_numeric_bodies_take_the_fast_path(body, dtype):
         (b'{"instances": [9223372036854775808]}', types_pb2.DT_INT64),
         (b'{"instances": [1]}', types_pb2.DT_INT8),
         (b'{"instances": [1]}', types_pb2.DT_HALF),
-        (b'[1, 2]', types_pb2.DT_FLOAT),
+        (b"[1, 2]", types_pb2.DT_FLOAT),
         (b'{"instances": [1, 2', types_pb2.DT_FLOAT),
     ],
 )

@@ -12,7 +12,6 @@ import re
 from typing import Iterable, Sequence
 
 import numpy as np
-
 from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
