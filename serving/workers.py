@@ -25,17 +25,26 @@ STOP_GRACE_SECONDS = 30.0  # after SIGTERM, before a worker is killed
 _POLL_SECONDS = 0.2
 
 
-def _worker(index: int, options: ServerOptions, extra_routes: tuple, ready: multiprocessing.Queue) -> None:
+# server.serve: (options, extra_routes, shared_ports=, on_ready=) -> exit code; passed in, as
+# server imports this module.
+Serve = Callable[..., int]
+
+
+def _worker(
+    index: int, serve: Serve, options: ServerOptions, extra_routes: tuple, ready: multiprocessing.Queue
+) -> None:
     """One worker process: a whole server on shared ports; reports `index` once serving."""
-    from serving import server
     from serving.limits import configure_rate_limited_logging
 
     configure_rate_limited_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(server.serve(options, extra_routes, shared_ports=True, on_ready=lambda: ready.put(index)))
+    sys.exit(serve(options, extra_routes, shared_ports=True, on_ready=lambda: ready.put(index)))
 
 
-def supervise(options: ServerOptions, extra_routes: Iterable[Callable], announce: Callable[[], None]) -> int:
-    """Starts the workers, calls `announce` once all serve, and waits for a signal or a death."""
+def supervise(
+    options: ServerOptions, extra_routes: Iterable[Callable], serve: Serve, announce: Callable[[], None]
+) -> int:
+    """Starts the workers (each runs `serve`), calls `announce` once all serve, and waits for a
+    signal or a death."""
     if options.grpc_socket_path:
         print(f"mnist-tfx serve: error: {FLAG} > 1 cannot share --grpc_socket_path", file=sys.stderr)
         return 2
@@ -44,7 +53,7 @@ def supervise(options: ServerOptions, extra_routes: Iterable[Callable], announce
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     workers = [
-        context.Process(target=_worker, args=(i, options, tuple(extra_routes), ready), name=f"serve-worker-{i}")
+        context.Process(target=_worker, args=(i, serve, options, tuple(extra_routes), ready), name=f"serve-worker-{i}")
         for i in range(options.num_server_processes)
     ]
     serving: set[int] = set()
