@@ -78,7 +78,7 @@ def test_quick_mode_writes_every_result(tmp_path: Path, data_dir: Path) -> None:
         assert all({"p50_ms", "p90_ms", "p99_ms", "requests_per_second"} <= s.keys() for s in by_clients.values())
     speed = json.loads((results / "serving_speed.json").read_text())["results"]
     if shutil.which("wrk"):
-        assert set(speed["servers"]) == {"REST, batching off", "REST, batching on"}
+        assert set(speed["servers"]) == {"REST, batching off", "REST, batching on", "REST, batching on, 2 processes"}
         assert all(s["errors"] == 0 and s["requests_per_second_32"] > 0 for s in speed["servers"].values())
     else:
         assert "apt-get install -y wrk" in speed["skipped"]
