@@ -31,7 +31,12 @@ from tensorflow_serving.apis import (
 from serving.batching import Batcher
 from serving.limits import Deadline, Limits, check_deadline
 from serving.model_manager import ModelManager, VersionStatus
-from serving.request_checks import check_examples_cost, check_request_tensors, public_message
+from serving.request_checks import (
+    check_examples_cost,
+    check_request_arrays,
+    check_request_tensors,
+    public_message,
+)
 from serving.servable import Servable
 from serving.status import Code, ServingError, clip
 
@@ -140,15 +145,18 @@ class ServingCore:
         response_spec: model_pb2.ModelSpec,
         deadline: Deadline | None = None,
         servable: Servable | None = None,
+        arrays: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """Predict with the outputs as arrays (REST writes them as JSON: no proto round trip);
-        fills ``response_spec`` with the servable and signature that answered."""
+        fills ``response_spec`` with the servable and signature that answered. ``arrays``, when
+        given, are the inputs already as numpy (REST's fast path), used instead of
+        ``request.inputs``."""
         servable = servable or self.servable(request.model_spec)
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
             raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{clip(name)}" not found.')
         signature = servable.signature_defs[name]
-        sent, wanted = set(request.inputs), set(signature.inputs)
+        sent, wanted = set(request.inputs if arrays is None else arrays), set(signature.inputs)
         if len(sent) > len(wanted) or (len(sent) < len(wanted) and not signature.defaults):
             raise ServingError(
                 Code.INVALID_ARGUMENT,
@@ -157,18 +165,24 @@ class ServingCore:
                 f"Sent extra: {{{clip(','.join(sorted(sent - wanted)))}}}. "
                 f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.",
             )
-        check_request_tensors(request.inputs.items(), self.limits.max_request_elements)
+        if arrays is None:
+            check_request_tensors(request.inputs.items(), self.limits.max_request_elements)
+        else:
+            check_request_arrays(arrays.items(), self.limits.max_request_elements)
         check_deadline(deadline)
         inputs = {}
-        for alias, proto in request.inputs.items():
+        for alias in request.inputs if arrays is None else arrays:
             if alias not in signature.inputs:
                 raise ServingError(
                     Code.INVALID_ARGUMENT,
                     f"input tensor alias not found in signature: {clip(alias)}. Inputs "
                     f"expected to be in the set {{{','.join(sorted(wanted))}}}.",
                 )
+            if arrays is not None:
+                inputs[alias] = arrays[alias]
+                continue
             try:
-                inputs[alias] = tf.make_ndarray(proto)
+                inputs[alias] = tf.make_ndarray(request.inputs[alias])
             except Exception as e:  # noqa: BLE001 - malformed TensorProto from a client
                 raise ServingError(
                     Code.INVALID_ARGUMENT,

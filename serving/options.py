@@ -33,6 +33,7 @@ class ServerOptions:
     batching_parameters_text: str | None = None  # None: batching off
     rest_api_timeout_in_ms: int = 30000
     rest_api_num_threads: int = max(16, 4 * (os.cpu_count() or 1))
+    num_server_processes: int = 1  # an mnist-tfx extension (serving/workers.py)
     limits: request_limits.Limits = request_limits.Limits()
     # Run-time config, gRPC and process flags (issue 11), in TF Serving's names and defaults.
     model_config_file: str = ""
@@ -132,6 +133,13 @@ def build_parser(default_model_base_path: str, default_model_name: str = DEFAULT
         type=request_limits.positive_int,
         default=ServerOptions.rest_api_num_threads,
         help="threads running REST and gRPC requests",
+    )
+    parser.add_argument(
+        "--num_server_processes",
+        type=request_limits.positive_int,
+        default=ServerOptions.num_server_processes,
+        help="mnist-tfx extension: server processes sharing the REST and gRPC ports (SO_REUSEPORT), "
+        "each with its own models and batcher (default 1)",
     )
     # Caps and timeouts (issue 13): one flag per serving.limits.Limits field.
     request_limits.add_flags(parser)
@@ -350,6 +358,7 @@ def parse_args(
         batching_parameters_text=batching_text,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
         rest_api_num_threads=args.rest_api_num_threads,
+        num_server_processes=args.num_server_processes,
         limits=limits,
         saved_model_tags=tuple(args.saved_model_tags.split(",")),
         enable_model_warmup=args.enable_model_warmup,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
+import numpy as np
 from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
@@ -97,6 +98,19 @@ def check_request_tensors(tensors: Iterable[tuple[str, tensor_pb2.TensorProto]],
     left = max_elements
     for alias, proto in tensors:
         left -= tensor_elements(alias, proto, left)
+
+
+def check_request_arrays(arrays: Iterable[tuple[str, np.ndarray]], max_elements: int) -> None:
+    """The same cap for inputs that arrive as arrays (REST's fast path)."""
+    left = max_elements
+    for alias, array in arrays:
+        if array.size > left:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Input {clip(alias)} declares shape {list(array.shape)}: more elements than the "
+                f"{left} left of the request's limit ({ELEMENTS_FLAG})",
+            )
+        left -= array.size
 
 
 def feature_values(example: example_pb2.Example) -> int:

@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import json_tensor
+from serving import json_fast, json_tensor
 from serving.core import SIGNATURE_DEF_FIELD, ServingCore
 from serving.limits import Deadline, InFlightLimiter, Limits
 from serving.metrics import CONTENT_TYPE, METRICS_PATH, Metrics, RequestOutcome
@@ -144,10 +144,14 @@ class RestHandler:
         def get_inputs(signature: str):
             return self._core.signature_inputs(request.model_spec, signature)
 
-        fmt = json_tensor.fill_predict_request(body, get_inputs, request, deadline.check)
+        fast = json_fast.parse_numeric_predict(body, get_inputs)
+        if fast is None:
+            fmt, arrays = json_tensor.fill_predict_request(body, get_inputs, request, deadline.check), None
+        else:
+            request.model_spec.signature_name, arrays, fmt = fast
         deadline.check()
         answered = model_pb2.ModelSpec()
-        outputs = self._core.predict_arrays(request, answered, deadline)
+        outputs = self._core.predict_arrays(request, answered, deadline, arrays=arrays)
         outcome.version = str(answered.version.value)
         return json_tensor.make_json_from_tensors(outputs, fmt)
 

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
+from typing import Callable, Iterable
 
 import grpc
 from aiohttp import web
@@ -45,8 +45,11 @@ def host_port(host: str, port: int) -> str:
 class ModelServer:
     """Model manager + core + gRPC server + REST server; `start()` returns once serving."""
 
-    def __init__(self, options: ServerOptions, extra_routes: Iterable[AddRoutes] = ()) -> None:
+    def __init__(
+        self, options: ServerOptions, extra_routes: Iterable[AddRoutes] = (), shared_ports: bool = False
+    ) -> None:
         self.options = options
+        self._shared_ports = shared_ports  # a --num_server_processes worker: SO_REUSEPORT, no announcement
         self._extra_routes = tuple(extra_routes)
         self.metrics = Metrics()
         self._batching = (
@@ -128,7 +131,7 @@ class ModelServer:
             options=[
                 ("grpc.max_receive_message_length", limits.max_request_bytes),
                 ("grpc.max_send_message_length", limits.max_request_bytes),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self._shared_ports)),
                 *grpc_arguments(limits.grpc_channel_arguments).items(),
             ],
         )
@@ -141,13 +144,10 @@ class ModelServer:
         if socket_path and self._grpc.add_insecure_port(f"unix:{socket_path}") == 0:
             raise OSError(f"Cannot listen for gRPC on UNIX socket {socket_path}")
         self._grpc.start()
-        if self.options.port:
-            print(f"Running gRPC ModelServer at {self.grpc_address} ...", flush=True)
-        if socket_path:
-            print(f"Running gRPC ModelServer at UNIX socket {socket_path} ...", flush=True)
         if self.options.rest_api_port:
             self._start_rest()
-            print(f"Exporting HTTP/REST API at:{self.rest_address} ...", flush=True)
+        if not self._shared_ports:
+            announce(self.options)
 
     def _start_rest(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -164,7 +164,13 @@ class ModelServer:
         enable_cors(app, headers=self.options.rest_api_enable_cors_support)
         self._runner = GuardedAppRunner(app, self.options.limits, access_log=None, handle_signals=False)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.options.rest_api_host, self.options.rest_api_port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner,
+            self.options.rest_api_host,
+            self.options.rest_api_port,
+            reuse_address=True,
+            reuse_port=self._shared_ports or None,
+        )
         self._loop.run_until_complete(site.start())
         self._thread = threading.Thread(target=self._loop.run_forever, name="rest-loop", daemon=True)
         self._thread.start()
@@ -188,6 +194,16 @@ class ModelServer:
         if self._batcher is not None:
             self._batcher.close()
         self.manager.stop()
+
+
+def announce(options: ServerOptions) -> None:
+    """TF Serving's lines saying where it serves (scripts wait for the REST one)."""
+    if options.port:
+        print(f"Running gRPC ModelServer at {host_port(options.rest_api_host, options.port)} ...", flush=True)
+    if options.grpc_socket_path:
+        print(f"Running gRPC ModelServer at UNIX socket {options.grpc_socket_path} ...", flush=True)
+    if options.rest_api_port:
+        print(f"Exporting HTTP/REST API at:{host_port(options.rest_api_host, options.rest_api_port)} ...", flush=True)
 
 
 def session_config(options: ServerOptions):
@@ -252,9 +268,24 @@ def main(
         print(version_text())
         return 0
     _raise_open_files_limit()
+    if options.num_server_processes > 1:
+        from serving import workers
+
+        return workers.supervise(options, extra_routes, serve, lambda: announce(options))
+    return serve(options, extra_routes)
+
+
+def serve(
+    options: ServerOptions,
+    extra_routes: Iterable[AddRoutes] = (),
+    shared_ports: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
+    """Runs one server until SIGINT/SIGTERM; returns the exit code. `shared_ports`: one of
+    several --num_server_processes workers, which calls `on_ready` once it serves."""
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    server = ModelServer(options, extra_routes)
+    server = ModelServer(options, extra_routes, shared_ports)
     try:
         server.start()
     except (OSError, RuntimeError, ServingError) as e:
@@ -265,6 +296,8 @@ def main(
         )
         server.stop(0)
         return 1
+    if on_ready is not None:
+        on_ready()
     try:
         while not stop.wait(0.5):
             pass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ RESULT_KEYS = {
     "input_pipeline": {"iterate", "training", "ratio_iterate", "ratio_training"},
     "pipeline_times": {"runs", "process_seconds", "rerun_all_cached", "not_trainer_percent", "cli_startup_seconds"},
     "serving_latency": {"model", "fallback", "paths", "in_process_batch", "batching_ceiling_at_32_clients"},
+    "serving_speed": {"servers"},  # and, when wrk is installed, the rest (skipped: why not)
 }
 TARGET_KEYS = {"name", "value", "op", "limit", "unit", "met"}
 
@@ -74,6 +76,12 @@ def test_quick_mode_writes_every_result(tmp_path: Path, data_dir: Path) -> None:
     for by_clients in serving["paths"].values():
         assert set(by_clients) == {"1", "8", "32"}
         assert all({"p50_ms", "p90_ms", "p99_ms", "requests_per_second"} <= s.keys() for s in by_clients.values())
+    speed = json.loads((results / "serving_speed.json").read_text())["results"]
+    if shutil.which("wrk"):
+        assert set(speed["servers"]) == {"REST, batching off", "REST, batching on", "REST, batching on, 2 processes"}
+        assert all(s["errors"] == 0 and s["requests_per_second_32"] > 0 for s in speed["servers"].values())
+    else:
+        assert "apt-get install -y wrk" in speed["skipped"]
     pipeline = json.loads((results / "pipeline_times.json").read_text())["results"]
     assert pipeline["runs"]["run"] and pipeline["runs"]["rerun"], "both slice runs are read from MLMD"
 

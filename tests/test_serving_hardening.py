@@ -477,6 +477,7 @@ def test_case11_a_5000_digit_version_is_a_400(server):
         "--port=70000",
         "--rest_api_port=-1",
         "--rest_api_num_threads=0",
+        "--num_server_processes=0",
         "--file_system_poll_wait_seconds=nan",
         "--max_request_elements=0",
         "--rest_api_max_connections=x",
