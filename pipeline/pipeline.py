@@ -19,12 +19,13 @@ from tfx.types import Channel, standard_artifacts
 from components import features
 from components.eval_config import eval_config
 from components.example_gen import MnistExampleGen
+from components.infra_validator import local_infra_validator
 from components.pusher import AtomicPusher
 from pipeline import configs
 
 
 def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) -> pipeline.Pipeline:
-    """ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → Pusher."""
+    """ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → InfraValidator → Pusher."""
     # Read the MNIST IDX files: `train` = official 60k training set, `eval` = official 10k test set.
     example_gen = MnistExampleGen(
         input_base=str(config.data_dir),
@@ -65,10 +66,14 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config.min_accuracy, config.max_accuracy_drop),
     )
-    # Push a blessed model to <serving_root>/mnist/<version>/: atomically on a local disk, saved_model.pb
-    # last on an object store (components/pusher.py).
+    # Load a copy in a real model server, query it through REST and gRPC with eval examples; the copy
+    # that answered well gets assets.extra/tf_serving_warmup_requests (components/infra_validator.py).
+    infra_validator = local_infra_validator(trainer.outputs["model"], example_gen.outputs["examples"])
+    # Push the infra-validated copy (with its warmup records) when both validators blessed it, to
+    # <serving_root>/mnist/<version>/: atomically on a local disk, saved_model.pb last on an object
+    # store (components/pusher.py).
     pusher = AtomicPusher(
-        model=trainer.outputs["model"],
+        infra_blessing=infra_validator.outputs["blessing"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(config.serving_model_dir))
@@ -86,6 +91,7 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
             trainer,
             model_resolver,
             evaluator,
+            infra_validator,
             pusher,
         ],
         enable_cache=True,
