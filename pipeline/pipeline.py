@@ -45,7 +45,7 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
     )
     # Train CNN_Basic with the GradientTape loop (or Keras fit) on the transformed examples.
     trainer = Trainer(
-        run_fn=configs.RUN_FN,
+        run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],

@@ -14,10 +14,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import example_gen, features
+from tensorflow_serving.apis import prediction_log_pb2
+
+from components import example_gen, features, infra_blessing, infra_validator
 from pipeline import configs
 from reports import run_record
-from tests.conftest import PIPELINE_NODES, SLICE_ARGS, CliRun, mnist_tfx, slice_run
+from serving import warmup
+from tests.conftest import PIPELINE_NODES, REPO, SLICE_ARGS, CliRun, mnist_tfx, slice_run
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +51,13 @@ def _pusher_pushed(home: Path) -> int | None:
     pusher = next(n for n in run_record.latest_run(store, configs.PIPELINE_NAME) if n.node_id == "Pusher")
     (artifact,) = run_record.output_artifacts(store, pusher.execution_id)
     return run_record.custom_property(artifact, "pushed")
+
+
+def _infra_blessing(home: Path) -> run_record.metadata_store_pb2.Artifact:
+    store = run_record.connect(configs.PipelineConfig(home=home).metadata_path)
+    node = next(n for n in run_record.latest_run(store, configs.PIPELINE_NAME) if n.node_id == "InfraValidator")
+    (artifact,) = run_record.output_artifacts(store, node.execution_id)
+    return artifact
 
 
 def test_first_run_completes_every_component_and_records_it_in_mlmd(slice_home: tuple[Path, CliRun]) -> None:
@@ -104,6 +114,24 @@ def test_pushed_model_signatures_agree_on_pixels_png_and_examples(
     assert (by_pixels[features.OUTPUT_CLASSES].numpy() == labels).mean() >= 0.5  # it learned
 
 
+def test_pushed_model_is_the_infra_validated_copy_with_warmup_records(slice_home: tuple[Path, CliRun]) -> None:
+    home, run = slice_home
+    binary = infra_validator.describe(infra_validator.serving_command())
+    assert f"infra validation: BLESSED by {binary}, loaded in " in run.output
+    blessing = _infra_blessing(home)
+    assert run_record.custom_property(blessing, infra_blessing.BLESSED_PROPERTY) == 1
+    assert run_record.custom_property(blessing, infra_blessing.SERVING_BINARY_PROPERTY) == binary
+    assert run_record.custom_property(blessing, infra_blessing.LOAD_SECONDS_PROPERTY) > 0
+    (version,) = _versions(home)
+    path = warmup.warmup_requests_path(str(configs.PipelineConfig(home=home).serving_model_dir / version))
+    records = [prediction_log_pb2.PredictionLog.FromString(r) for r in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+    kinds = [(r.WhichOneof("log_type"), r.predict_log.request.model_spec.signature_name) for r in records]
+    assert kinds.count(("predict_log", features.SIGNATURE_EXAMPLES)) == infra_validator.NUM_EXAMPLES
+    assert [k for k, _ in kinds].count("classify_log") == infra_validator.NUM_EXAMPLES
+    served = tf.saved_model.load(path.rsplit("/assets.extra/", 1)[0])  # the warmup copy is the whole model
+    assert set(served.signatures) >= {features.SIGNATURE_PIXELS, features.SIGNATURE_CLASSIFY}
+
+
 def test_unchanged_rerun_is_cached_and_pushes_no_duplicate(rerun_home: Path) -> None:
     home = rerun_home
     before = _versions(home)
@@ -143,4 +171,20 @@ def test_worse_model_than_the_blessed_one_is_not_pushed(rerun_home: Path) -> Non
     assert run.returncode == 0, run.output[-3000:]
     assert _run_states(home)["Trainer"] == "COMPLETE"
     assert "blessing: NOT BLESSED (nothing pushed)" in run.output
+    assert _versions(home) == before
+
+
+def test_candidate_whose_classify_signature_breaks_is_not_pushed(rerun_home: Path, monkeypatch) -> None:
+    home = rerun_home
+    before = _versions(home)
+    monkeypatch.setenv("MNIST_TFX_RUN_FN", "tests.broken_classify_run_fn.run_fn")
+    monkeypatch.setenv("MNIST_TFX_MAX_ACCURACY_DROP", "0.5")  # the Evaluator blesses it: only serving is broken
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    run = mnist_tfx("run", "--home", str(home), *SLICE_ARGS, home=home)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "blessing: BLESSED" in run.output
+    assert "infra validation: NOT BLESSED by " in run.output and "(nothing pushed)" in run.output
+    reason = run_record.custom_property(_infra_blessing(home), infra_blessing.REASON_PROPERTY)
+    assert "pixels" in reason  # the server's answer names the feature the examples lack
+    assert _pusher_pushed(home) == 0
     assert _versions(home) == before
