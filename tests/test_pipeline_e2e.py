@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-
 from tensorflow_serving.apis import prediction_log_pb2
 
 from components import example_gen, features, infra_blessing, infra_validator
@@ -124,7 +123,9 @@ def test_pushed_model_is_the_infra_validated_copy_with_warmup_records(slice_home
     assert run_record.custom_property(blessing, infra_blessing.LOAD_SECONDS_PROPERTY) > 0
     (version,) = _versions(home)
     path = warmup.warmup_requests_path(str(configs.PipelineConfig(home=home).serving_model_dir / version))
-    records = [prediction_log_pb2.PredictionLog.FromString(r) for r in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+    records = [
+        prediction_log_pb2.PredictionLog.FromString(r) for r in tf.data.TFRecordDataset(path).as_numpy_iterator()
+    ]
     kinds = [(r.WhichOneof("log_type"), r.predict_log.request.model_spec.signature_name) for r in records]
     assert kinds.count(("predict_log", features.SIGNATURE_EXAMPLES)) == infra_validator.NUM_EXAMPLES
     assert [k for k, _ in kinds].count("classify_log") == infra_validator.NUM_EXAMPLES
