@@ -50,7 +50,6 @@ from tfx.components.infra_validator.model_server_clients import tensorflow_servi
 from tfx.components.infra_validator.model_server_runners import base_runner
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import infra_validator_pb2
-from tfx.utils.model_paths import tf_serving_flavor
 
 from components import features
 from components.infra_blessing import (
@@ -98,7 +97,7 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
     """Runs the serving binary as a child process on ``<base>/<model_name>/<version>``."""
 
     def __init__(self, model_path: str, model_name: str, command: list[str] | None = None):
-        self._model_base_path = tf_serving_flavor.parse_model_base_path(model_path)
+        self._model_base_path = os.path.dirname(model_path)  # <base>/<model_name>, as TF Serving's image passes it
         self._model_name = model_name
         self._command = command or serving_command()
         self._grpc_port = self._rest_port = 0
