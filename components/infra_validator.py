@@ -148,6 +148,7 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
         raise error_types.DeadlineExceeded(f"model server not listening on {self.GetEndpoint()} by the deadline")
 
     def Stop(self) -> None:
+        """Stops the server (SIGTERM, then SIGKILL) and removes its log (GetLogs ran before, on failure)."""
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -155,6 +156,7 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        shutil.rmtree(self._log_dir, ignore_errors=True)
 
     def GetLogs(self) -> str | None:
         try:
