@@ -40,6 +40,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import grpc
 from absl import logging
 from tensorflow_serving.apis import classification_pb2, predict_pb2
 from tfx import types
@@ -69,7 +70,7 @@ REST_TIMEOUT_S = 30.0
 
 
 class MalformedAnswerError(ValueError):
-    """A model server answered, but not with what a client of the signature relies on."""
+    """A model server failed a request, or answered not with what a client of the signature relies on."""
 
 
 def serving_command() -> list[str]:
@@ -234,6 +235,18 @@ class CheckingClient(tensorflow_serving_client.TensorFlowServingClient):
         self._rest = f"{rest_endpoint}/v1/models/{model_name}" if rest_endpoint else None
 
     def _SendRequest(self, request: Any) -> None:
+        """Sends one request; a failure names the signature and what was wrong (TFX logs the request)."""
+        try:
+            self._send_and_check(request)
+        except grpc.RpcError as err:
+            raise MalformedAnswerError(
+                f"gRPC {type(request).__name__} on signature {request.model_spec.signature_name!r}: "
+                f"{err.code().name}: {err.details()}"
+            ) from None
+        except MalformedAnswerError as err:
+            raise MalformedAnswerError(f"signature {request.model_spec.signature_name!r}: {err}") from None
+
+    def _send_and_check(self, request: Any) -> None:
         if isinstance(request, predict_pb2.PredictRequest):
             response = self._prediction_service.Predict(request)
             check_predict(request, response)
