@@ -405,24 +405,34 @@ class LocalInfraValidator(InfraValidator):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
 
+def serving_spec() -> infra_validator_pb2.ServingSpec:
+    """TF Serving as the binary; ``serving_platform`` unset: a local process (see the module docstring)."""
+    return infra_validator_pb2.ServingSpec(
+        tensorflow_serving=infra_validator_pb2.TensorFlowServing(tags=[TF_SERVING_TAG]),
+        model_name=features.MODEL_NAME,
+    )
+
+
+def validation_spec() -> infra_validator_pb2.ValidationSpec:
+    return infra_validator_pb2.ValidationSpec(max_loading_time_seconds=LOAD_DEADLINE_S, num_tries=NUM_TRIES)
+
+
+def request_spec() -> infra_validator_pb2.RequestSpec:
+    """NUM_EXAMPLES eval examples through each of REQUEST_SIGNATURES; the requests become warmup records."""
+    return infra_validator_pb2.RequestSpec(
+        tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(signature_names=list(REQUEST_SIGNATURES)),
+        split_name=features.EVAL_SPLIT,
+        num_examples=NUM_EXAMPLES,
+        make_warmup=True,
+    )
+
+
 def local_infra_validator(model: Any, examples: Any) -> LocalInfraValidator:
     """The pipeline's serving check: load in a local model server, query REST and gRPC, make warmup."""
     return LocalInfraValidator(
         model=model,
         examples=examples,
-        serving_spec=infra_validator_pb2.ServingSpec(
-            tensorflow_serving=infra_validator_pb2.TensorFlowServing(tags=[TF_SERVING_TAG]),
-            model_name=features.MODEL_NAME,  # serving_platform unset: a local process (see module doc)
-        ),
-        validation_spec=infra_validator_pb2.ValidationSpec(
-            max_loading_time_seconds=LOAD_DEADLINE_S, num_tries=NUM_TRIES
-        ),
-        request_spec=infra_validator_pb2.RequestSpec(
-            tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(
-                signature_names=list(REQUEST_SIGNATURES)
-            ),
-            split_name=features.EVAL_SPLIT,
-            num_examples=NUM_EXAMPLES,
-            make_warmup=True,
-        ),
+        serving_spec=serving_spec(),
+        validation_spec=validation_spec(),
+        request_spec=request_spec(),
     ).with_id("InfraValidator")
