@@ -44,6 +44,12 @@ def run_parser() -> argparse.ArgumentParser:
     add("--train-limit", type=int, help="use the first N training images (default: all 60,000)")
     add("--eval-limit", type=int, help="use the first N test images (default: all 10,000)")
     add(
+        "--train-spans",
+        type=int,
+        metavar="R",
+        help="with data spans (DATA_ROOT/span-N/): train on the latest R spans ingested (default: the latest only)",
+    )
+    add(
         "--beam-arg",
         action="append",
         dest="beam_args",
@@ -91,7 +97,9 @@ def main(argv: list[str]) -> int:
         return 2
     from components import mnist_data  # imports numpy only
 
-    if locations.is_uri(config.data_dir):  # ExampleGen reads it there; `mnist-tfx data --dest URI` puts it there
+    if config.data_spans():  # `mnist-tfx data --span N --of K` wrote and verified each span
+        source = config.data_layout()
+    elif locations.is_uri(config.data_dir):  # ExampleGen reads it there; `mnist-tfx data --dest URI` puts it there
         source = "not materialized here: upload it with mnist-tfx data --dest URI"
     else:
         try:

@@ -3,6 +3,9 @@
 Each input split pattern (``train-*``, ``t10k-*``) matches one images file and one labels file;
 every image becomes a ``tf.train.Example`` with ``image`` (784 raw int64 pixels) and ``label``.
 The optional per-split limit keeps the first N examples (deterministic) for fast runs.
+With data spans (``<data>/span-N/``, components/spans.py) the patterns are TFX span patterns,
+``span-{SPAN}/train-*``: TFX's driver resolves the latest span and records it as the Examples
+artifact's ``span`` property.
 """
 
 from __future__ import annotations
@@ -21,17 +24,18 @@ from tfx.dsl.components.base.executor_spec import BeamExecutorSpec
 from tfx.proto import example_gen_pb2
 from tfx.utils import proto_utils
 
-from components import features
+from components import features, spans
 from components.idx import IdxFormatError, read_idx_stream
 
 # Input splits: the official training files become `train`, the official test files `eval`.
 SPLIT_PATTERNS = {features.TRAIN_SPLIT: "train-*", features.EVAL_SPLIT: "t10k-*"}
 
 
-def input_config() -> example_gen_pb2.Input:
-    """One input split per official MNIST part."""
+def input_config(span_layout: bool = False) -> example_gen_pb2.Input:
+    """One input split per official MNIST part; in the latest ``span-{SPAN}/`` folder with ``span_layout``."""
+    prefix = f"{spans.SPAN_PATTERN_DIR}/" if span_layout else ""
     return example_gen_pb2.Input(
-        splits=[example_gen_pb2.Input.Split(name=n, pattern=p) for n, p in SPLIT_PATTERNS.items()]
+        splits=[example_gen_pb2.Input.Split(name=n, pattern=prefix + p) for n, p in SPLIT_PATTERNS.items()]
     )
 
 
@@ -130,13 +134,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
 
 class MnistExampleGen(FileBasedExampleGen):
-    """ExampleGen for the MNIST IDX files in ``input_base``: splits ``train`` and ``eval``."""
+    """ExampleGen for the MNIST IDX files in ``input_base`` (or its latest span): splits ``train`` and ``eval``."""
 
     EXECUTOR_SPEC = BeamExecutorSpec(Executor)
 
-    def __init__(self, input_base: str, limits: Mapping[str, int | None] | None = None):
+    def __init__(self, input_base: str, limits: Mapping[str, int | None] | None = None, span_layout: bool = False):
         super().__init__(
             input_base=input_base,
-            input_config=input_config(),
+            input_config=input_config(span_layout),
             custom_config=limits_config(limits or {}),
         )

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from components import features
+from components import features, spans
 from components.locations import URI_PATTERN, Location, is_uri, join, location
 from components.training_params import TrainingParams
 
@@ -62,6 +62,8 @@ class PipelineConfig:
     # Data: first N examples of each split (None = all 60,000 / 10,000).
     train_limit: int | None = None
     eval_limit: int | None = None
+    # With data spans (<data>/span-N/): train on the latest N spans ExampleGen has ingested.
+    train_spans: int = 1
     beam_args: tuple[str, ...] = ()  # e.g. --direct_running_mode=multi_processing
     training: TrainingParams = dataclasses.field(default_factory=TrainingParams)
     # The Trainer's run_fn (dotted path); MNIST_TFX_RUN_FN swaps in other training code, e.g. a test's.
@@ -86,6 +88,8 @@ class PipelineConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive number of examples, got {value}")
+        if not 1 <= self.train_spans <= spans.MAX_SPANS:
+            raise ValueError(f"train_spans must be 1 to {spans.MAX_SPANS} spans, got {self.train_spans}")
 
     def _metadata_location(self, home: Location) -> Path | str | None:
         """The SQLite file (local Path), a mysql:// URI, or None when home is remote and none was set."""
@@ -101,6 +105,33 @@ class PipelineConfig:
     @property
     def data_dir(self) -> Location:
         return self.data_root
+
+    def data_spans(self) -> list[int]:
+        """The spans in the data root (``span-N`` folders), ascending; [] for the plain layout.
+
+        The one place that picks the data layout: with spans, ExampleGen reads the latest with TFX's
+        span patterns and a span-range resolver feeds the latest ``train_spans`` to Transform.
+        """
+        if not is_uri(self.data_root):
+            return spans.span_numbers(self.data_root)
+        import tensorflow as tf  # only for a data root on an object store
+
+        found = (
+            spans.SPAN_DIR.fullmatch(p.rstrip("/").rsplit("/", 1)[-1])
+            for p in tf.io.gfile.glob(join(self.data_root, f"{spans.SPAN_DIR_PREFIX}*"))
+        )
+        return sorted(int(m["span"]) for m in found if m)
+
+    def data_layout(self) -> str:
+        """One line for ``mnist-tfx run``'s output: which data layout the pipeline reads."""
+        found = self.data_spans()
+        if not found:
+            return "the four IDX files (no span-N folders)"
+        listed = ", ".join(map(str, found[-5:]))
+        return (
+            f"spans ({'…, ' if len(found) > 5 else ''}{listed}): ExampleGen ingests the latest, span {found[-1]}; "
+            f"training on the latest {self.train_spans} ingested span{'s' if self.train_spans > 1 else ''}"
+        )
 
     @property
     def serving_model_dir(self) -> Location:

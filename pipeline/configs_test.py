@@ -128,3 +128,19 @@ def test_mysql_metadata_connection() -> None:
 def test_bad_locations_say_what_is_wrong(overrides: dict, message: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         PipelineConfig(**{"home": tmp_path, **overrides}).metadata_connection_config()
+
+
+def test_data_layout_is_picked_by_span_folders(tmp_path: Path) -> None:
+    config = PipelineConfig.from_env({"MNIST_TFX_HOME": str(tmp_path), "MNIST_TFX_TRAIN_SPANS": "2"})
+    assert config.train_spans == 2 and config.data_spans() == []
+    assert config.data_layout() == "the four IDX files (no span-N folders)"
+    for n in (1, 2, 10):
+        (tmp_path / "data" / f"span-{n}").mkdir(parents=True)
+    assert config.data_spans() == [1, 2, 10]
+    assert config.data_layout() == (
+        "spans (1, 2, 10): ExampleGen ingests the latest, span 10; training on the latest 2 ingested spans"
+    )
+    assert PipelineConfig.from_env({"MNIST_TFX_HOME": str(tmp_path)}, train_spans=1).train_spans == 1
+    for bad in (0, 60_001):
+        with pytest.raises(ValueError, match=f"train_spans must be 1 to 60000 spans, got {bad}"):
+            PipelineConfig(home=tmp_path, train_spans=bad)

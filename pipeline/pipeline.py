@@ -12,8 +12,9 @@ from tfx.components import (
 )
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStrategy
 from tfx.orchestration import pipeline
-from tfx.proto import pusher_pb2, trainer_pb2
+from tfx.proto import pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
 from components import features
@@ -24,13 +25,33 @@ from components.pusher import AtomicPusher
 from pipeline import configs
 
 
-def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) -> pipeline.Pipeline:
-    """ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → InfraValidator → Pusher."""
-    # Read the MNIST IDX files: `train` = official 60k training set, `eval` = official 10k test set.
+def ingestion(config: configs.PipelineConfig) -> tuple[MnistExampleGen, Resolver | None]:
+    """ExampleGen, and with data spans the resolver of the latest ``train_spans`` spans it ingested."""
+    # Read the MNIST IDX files: `train` = official 60k training set (or the latest span's slice of it),
+    # `eval` = official 10k test set.
+    span_layout = bool(config.data_spans())
     example_gen = MnistExampleGen(
         input_base=str(config.data_dir),
         limits={features.TRAIN_SPLIT: config.train_limit, features.EVAL_SPLIT: config.eval_limit},
+        span_layout=span_layout,
     )
+    if not span_layout:
+        return example_gen, None
+    # The latest `train_spans` spans ExampleGen ingested, in this run or earlier ones (TFX's span-range
+    # resolution): an unbound Channel reads every run's Examples, not only this run's.
+    span_resolver = Resolver(
+        strategy_class=SpanRangeStrategy,
+        config={"range_config": span_range(config.train_spans)},
+        examples=Channel(type=standard_artifacts.Examples, producer_component_id=example_gen.id),
+    ).with_id("span_range_resolver")
+    span_resolver.add_upstream_node(example_gen)  # after this run's ExampleGen, so it sees the newest span
+    return example_gen, span_resolver
+
+
+def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) -> pipeline.Pipeline:
+    """ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → InfraValidator → Pusher."""
+    example_gen, span_resolver = ingestion(config)
+    training_examples = (example_gen if span_resolver is None else span_resolver).outputs["examples"]
     # Compute statistics, infer a schema, check the data against it.
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
@@ -39,7 +60,7 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
     )
     # Reshape to 28×28×1 and scale to [0, 1]; the same graph is baked into every serving signature.
     transform = Transform(
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
     )
@@ -84,6 +105,7 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
         pipeline_root=str(config.pipeline_root),
         components=[
             example_gen,
+            *([span_resolver] if span_resolver else []),
             statistics_gen,
             schema_gen,
             example_validator,
@@ -97,4 +119,11 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
         enable_cache=True,
         metadata_connection_config=config.metadata_connection_config() if with_metadata else None,
         beam_pipeline_args=list(config.beam_args),
+    )
+
+
+def span_range(num_spans: int) -> range_config_pb2.RangeConfig:
+    """The latest ``num_spans`` spans, never span 0 (what ExampleGen records for the plain layout)."""
+    return range_config_pb2.RangeConfig(
+        rolling_range=range_config_pb2.RollingRange(start_span_number=1, num_spans=num_spans)
     )

@@ -53,11 +53,12 @@ _TEMPLATE = """<!doctype html>
 <h2>Lineage of the pushed model</h2>
 {% if lineage %}
 <p>Model artifact {{ lineage.model.artifact_id }}: <code class="uri">{{ lineage.model.uri }}</code></p>
+<p>Trained on data <span id="spans">{% if not lineage.spans %}of no recorded span{% elif lineage.spans == [0] %}without spans (the four IDX files){% else %}span{{ "s" if lineage.spans|length > 1 }} {{ lineage.spans|join(", ") }}{% endif %}</span></p>
 <table id="lineage">
   <tr><th>execution</th><th>component</th><th>result</th><th>inputs</th></tr>
   {% for step in lineage.steps %}
   <tr><td class="num">{{ step.execution_id }}</td><td>{{ step.node_id }}</td><td class="{{ step.state }}">{{ step.state }}</td>
-      <td>{% for a in step.inputs %}<div>{{ a.keys|join(', ') }} ({{ a.type }} {{ a.artifact_id }}{% if a.producer_id is not none %}, from execution {{ a.producer_id }}{% endif %}): <code class="uri">{{ a.uri }}</code></div>{% else %}none{% endfor %}</td></tr>
+      <td>{% for a in step.inputs %}<div>{{ a.keys|join(', ') }} ({{ a.type }} {{ a.artifact_id }}{% if a.span is not none %}, span {{ a.span }}{% endif %}{% if a.producer_id is not none %}, from execution {{ a.producer_id }}{% endif %}): <code class="uri">{{ a.uri }}</code></div>{% else %}none{% endfor %}</td></tr>
   {% endfor %}
 </table>
 {% else %}

@@ -3,6 +3,8 @@
 From the Pusher's input Model (or the Model its InfraBlessing validated), walk upwards: the execution that produced an artifact (for a cached
 component, the first execution that output it), then that execution's inputs, and so on, up to
 ExampleGen. Each step lists its execution id, node, state and its input artifacts with their URIs.
+Examples artifacts carry the data span TFX's ExampleGen recorded (0 for the plain layout), so the
+lineage says which spans trained the model.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ml_metadata.proto import metadata_store_pb2
 from reports import run_record
 
 _INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+SPAN_PROPERTY = "span"  # TFX's name for it (tfx.dsl.input_resolution.strategies.span_range_strategy)
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
 
@@ -25,6 +28,7 @@ class ArtifactRef:
     keys: tuple[str, ...]  # its input names at the consuming execution (examples, transform_graph, …)
     uri: str
     producer_id: int | None  # the execution that produced it
+    span: int | None = None  # an Examples artifact's data span (ExampleGen's ``span`` property)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,11 @@ class Lineage:
     model: ArtifactRef  # the Pusher's input Model
     steps: list[Step]  # the producing executions, newest first (Trainer … ExampleGen)
 
+    @property
+    def spans(self) -> list[int]:
+        """The data spans of every Examples artifact upstream of the model, ascending (0: no spans)."""
+        return sorted({a.span for step in self.steps for a in step.inputs if a.span is not None})
+
 
 def latest_run_id(store: metadata_store.MetadataStore) -> str | None:
     """The name of the newest ``pipeline_run`` context (the run id), or None without a run."""
@@ -50,6 +59,12 @@ def latest_run_id(store: metadata_store.MetadataStore) -> str | None:
 def _keys(event: metadata_store_pb2.Event) -> tuple[str, ...]:
     """One event can hold several roles, e.g. a model that is both ``model`` and ``baseline_model``."""
     return tuple(sorted(step.key for step in event.path.steps if step.HasField("key")))
+
+
+def _span(artifact: metadata_store_pb2.Artifact) -> int | None:
+    """ExampleGen's ``span`` property (an int; a string in old TFX versions), or None."""
+    value = run_record.custom_property(artifact, SPAN_PROPERTY)
+    return None if value is None else int(value)
 
 
 def _producer(store: metadata_store.MetadataStore, artifact_id: int) -> int | None:
@@ -64,7 +79,7 @@ def input_artifacts(store: metadata_store.MetadataStore, execution_id: int) -> l
     events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in _INPUTS]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])} if events else {}
     refs = [
-        ArtifactRef(a.id, types.get(a.type_id, "?"), _keys(e), a.uri, _producer(store, a.id))
+        ArtifactRef(a.id, types.get(a.type_id, "?"), _keys(e), a.uri, _producer(store, a.id), _span(a))
         for e in events
         for a in [artifacts[e.artifact_id]]
     ]
