@@ -143,9 +143,10 @@ def _first_on(client: Client, version: int) -> Answer:
 
 
 @pytest.fixture(scope="module")
-def loop_home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+def loop_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home whose data folder fills with span folders (cut from the session's verified files)."""
     home = tmp_path_factory.mktemp("loop-home")
-    (home / "data").symlink_to(data_dir, target_is_directory=True)
+    (home / "data").mkdir()
     return home
 
 
@@ -170,8 +171,9 @@ def _airflow_dags_test(home: Path, logical_date: str) -> subprocess.CompletedPro
     )
 
 
-def _new_span(home: Path, span: int) -> None:
-    done = mnist_tfx("data", "--span", str(span), "--of", str(SPANS), home=home, timeout=600)
+def _new_span(home: Path, span: int, source: Path) -> None:
+    """Span ``span`` arrives: ``<home>/data/span-N/``, cut from the official files in ``source``."""
+    done = mnist_tfx("data", "--span", str(span), "--of", str(SPANS), "--source", str(source), home=home, timeout=600)
     assert done.returncode == 0, done.output[-3000:]
 
 
@@ -207,14 +209,14 @@ def test_retrain_validate_push_and_swap_without_a_failed_request(
         watcher.start()
 
         # 1. Span 1 → v1.
-        _new_span(home, 1)
+        _new_span(home, 1, data_dir)
         run = mnist_tfx("run", home=home)
         assert run.returncode == 0, run.output[-5000:]
         (v1,) = pusher.numeric_versions(base)
         _wait_for(lambda: any(a.version == v1 for a in client.answers), "answers from v1")
 
         # 2. Span 2 → a run through Airflow → v2; the server swaps to it.
-        _new_span(home, 2)
+        _new_span(home, 2, data_dir)
         setup = _airflow_setup(home)
         assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
         dag_run = _airflow_dags_test(home, "2024-06-02")
