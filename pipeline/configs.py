@@ -66,6 +66,8 @@ class PipelineConfig:
     train_spans: int = 1
     beam_args: tuple[str, ...] = ()  # e.g. --direct_running_mode=multi_processing
     training: TrainingParams = dataclasses.field(default_factory=TrainingParams)
+    # The Trainer's run_fn (dotted path); MNIST_TFX_RUN_FN swaps in other training code, e.g. a test's.
+    run_fn: str = RUN_FN
     # Evaluation gates.
     min_accuracy: float = 0.992
     max_accuracy_drop: float = 0.0

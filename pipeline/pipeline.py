@@ -20,6 +20,7 @@ from tfx.types import Channel, standard_artifacts
 from components import features
 from components.eval_config import eval_config
 from components.example_gen import MnistExampleGen
+from components.infra_validator import local_infra_validator
 from components.pusher import AtomicPusher
 from pipeline import configs
 
@@ -48,7 +49,7 @@ def ingestion(config: configs.PipelineConfig) -> tuple[MnistExampleGen, Resolver
 
 
 def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) -> pipeline.Pipeline:
-    """ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → Pusher."""
+    """ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → InfraValidator → Pusher."""
     example_gen, span_resolver = ingestion(config)
     training_examples = (example_gen if span_resolver is None else span_resolver).outputs["examples"]
     # Compute statistics, infer a schema, check the data against it.
@@ -65,7 +66,7 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
     )
     # Train CNN_Basic with the GradientTape loop (or Keras fit) on the transformed examples.
     trainer = Trainer(
-        run_fn=configs.RUN_FN,
+        run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -86,10 +87,14 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config.min_accuracy, config.max_accuracy_drop),
     )
-    # Push a blessed model to <serving_root>/mnist/<version>/: atomically on a local disk, saved_model.pb
-    # last on an object store (components/pusher.py).
+    # Load a copy in a real model server, query it through REST and gRPC with eval examples; the copy
+    # that answered well gets assets.extra/tf_serving_warmup_requests (components/infra_validator.py).
+    infra_validator = local_infra_validator(trainer.outputs["model"], example_gen.outputs["examples"])
+    # Push the infra-validated copy (with its warmup records) when both validators blessed it, to
+    # <serving_root>/mnist/<version>/: atomically on a local disk, saved_model.pb last on an object
+    # store (components/pusher.py).
     pusher = AtomicPusher(
-        model=trainer.outputs["model"],
+        infra_blessing=infra_validator.outputs["blessing"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(config.serving_model_dir))
@@ -108,6 +113,7 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
             trainer,
             model_resolver,
             evaluator,
+            infra_validator,
             pusher,
         ],
         enable_cache=True,

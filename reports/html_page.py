@@ -36,6 +36,7 @@ _TEMPLATE = """<!doctype html>
 <table id="result">
   <tr><th>test accuracy</th><td>{{ "%.4f"|format(accuracy) if accuracy is not none else "not evaluated" }}</td></tr>
   <tr><th>blessing</th><td id="blessing" class="{{ 'blessed' if blessed else 'notblessed' }}">{{ blessing }}</td></tr>
+  <tr><th>infra validation</th><td id="infra-validation" class="{{ 'blessed' if infra and infra.blessed else 'notblessed' }}">{{ infra.describe() if infra else "no InfraValidator result" }}</td></tr>
   <tr><th>pushed version</th><td id="pushed-version">{{ pushed_version if pushed_version is not none else "nothing pushed" }}</td></tr>
   <tr><th>pushed path</th><td id="pushed-path"><code>{{ pushed_path or "" }}</code></td></tr>
 </table>

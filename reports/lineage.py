@@ -1,6 +1,6 @@
 """The lineage of the pushed model in MLMD: which executions and artifacts produced it.
 
-From the Pusher's input Model, walk upwards: the execution that produced an artifact (for a cached
+From the Pusher's input Model (or the Model its InfraBlessing validated), walk upwards: the execution that produced an artifact (for a cached
 component, the first execution that output it), then that execution's inputs, and so on, up to
 ExampleGen. Each step lists its execution id, node, state and its input artifacts with their URIs.
 Examples artifacts carry the data span TFX's ExampleGen recorded (0 for the plain layout), so the
@@ -89,8 +89,16 @@ def input_artifacts(store: metadata_store.MetadataStore, execution_id: int) -> l
 def pushed_model_lineage(
     store: metadata_store.MetadataStore, pusher_execution_id: int, pipeline_name: str
 ) -> Lineage | None:
-    """The lineage of the Model the given Pusher execution took, or None if it took none."""
-    model = next((r for r in input_artifacts(store, pusher_execution_id) if r.type == "Model"), None)
+    """The lineage of the Model the given Pusher execution took, or None if it took none.
+
+    A Pusher fed by InfraValidator takes its InfraBlessing (which holds the validated copy with
+    warmup records): the Model is then the one that InfraValidator execution took.
+    """
+    inputs = input_artifacts(store, pusher_execution_id)
+    model = next((r for r in inputs if r.type == "Model"), None)
+    infra = next((r for r in inputs if r.type == "InfraBlessing"), None)
+    if model is None and infra is not None and infra.producer_id is not None:
+        model = next((r for r in input_artifacts(store, infra.producer_id) if r.type == "Model"), None)
     if model is None:
         return None
     steps: list[Step] = []

@@ -98,6 +98,7 @@ def write_report(config: configs.PipelineConfig, run_id: str, out: Path) -> Path
             accuracy=summary.test_accuracy,
             blessed=bool(summary.blessed),
             blessing={True: "BLESSED", False: "NOT BLESSED"}.get(summary.blessed, "no Evaluator result"),
+            infra=summary.infra,
             pushed_version=summary.pushed_version,
             pushed_path=summary.pushed_path,
             nodes=summary.nodes,

@@ -24,6 +24,7 @@ PIPELINE_NODES = (
     "Trainer",
     "latest_blessed_model_resolver",
     "Evaluator",
+    "InfraValidator",
     "Pusher",
 )
 # A slice big enough for a model that clearly learns (≈85 % after one epoch), small enough for CI.

@@ -53,6 +53,7 @@ def test_report_holds_the_mlmd_facts(written):
         row = f'<tr data-node="{name}"><td>{name}</td><td class="{node.state}">{node.state}</td>'
         assert row in text, node
     assert summary.blessed and '<td id="blessing" class="blessed">BLESSED</td>' in text
+    assert summary.infra.blessed and f'class="blessed">{html.escape(summary.infra.describe())}</td>' in text
     assert f'<td id="pushed-version">{summary.pushed_version}</td>' in text
     assert f"<code>{html.escape(summary.pushed_path)}</code>" in text
     assert f"{summary.test_accuracy:.4f}" in text

@@ -1,0 +1,130 @@
+"""InfraValidator's executor on a real `mnist-tfx serve` process, with small real SavedModels.
+
+Each model has this project's two request signatures (``predict_examples`` and ``classify`` over
+serialized tf.Examples); one answers as the MNIST model does, one answers with the wrong shape.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
+
+from components import example_gen, export, features, infra_blessing, infra_validator
+
+pytestmark = pytest.mark.slow
+
+NUM_EXAMPLES = 3
+
+
+class _Model(tf.Module):
+    """Scores = a fixed softmax over ``width`` classes (10 is well-formed, 3 is not)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.logits = tf.Variable(tf.range(width, dtype=tf.float32))
+        self._spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64)}
+
+    def _scores(self, serialized: tf.Tensor) -> tf.Tensor:
+        pixels = tf.io.parse_example(serialized, self._spec)[features.IMAGE_KEY]
+        return tf.nn.softmax(tf.tile(self.logits[tf.newaxis, :], [tf.shape(pixels)[0], 1]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.INPUT_EXAMPLES)])
+    def predict_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        scores = self._scores(examples)
+        return {features.OUTPUT_PROBABILITIES: scores, features.OUTPUT_CLASSES: tf.argmax(scores, axis=-1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        scores = self._scores(inputs)
+        names = tf.strings.as_string(tf.range(tf.shape(scores)[1]))
+        return {"classes": tf.tile(names[tf.newaxis, :], [tf.shape(scores)[0], 1]), "scores": scores}
+
+
+def _model_artifact(root: Path, width: int) -> standard_artifacts.Model:
+    """A Model artifact as the Trainer writes it: the SavedModel under ``Format-Serving``."""
+    module = _Model(width)
+    serving = root / "Format-Serving"
+    tf.saved_model.save(
+        module,
+        str(serving),
+        signatures={
+            features.SIGNATURE_EXAMPLES: module.predict_examples.get_concrete_function(),
+            features.SIGNATURE_CLASSIFY: module.classify.get_concrete_function(),
+        },
+    )
+    export._set_method_name(serving / "saved_model.pb", features.SIGNATURE_CLASSIFY, export.CLASSIFY_METHOD)
+    artifact = standard_artifacts.Model()
+    artifact.uri = str(root)
+    return artifact
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> standard_artifacts.Examples:
+    """An Examples artifact with an ``eval`` split of real MNIST test images, as ExampleGen writes it."""
+    root = tmp_path_factory.mktemp("examples")
+    split = root / f"Split-{features.EVAL_SPLIT}"
+    split.mkdir()
+    images, labels = example_gen.read_split(str(data_dir / "t10k-*"), limit=NUM_EXAMPLES)
+    with tf.io.TFRecordWriter(str(split / "data.gz"), options="GZIP") as writer:
+        for image, label in zip(images, labels):
+            writer.write(example_gen.to_example(image, label).SerializeToString())
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(root)
+    artifact.split_names = f'["{features.EVAL_SPLIT}"]'
+    return artifact
+
+
+def _validate(tmp_path: Path, model: standard_artifacts.Model, examples) -> standard_artifacts.InfraBlessing:
+    """Runs the executor as the pipeline configures it, with one try and NUM_EXAMPLES examples."""
+    blessing = standard_artifacts.InfraBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    os.makedirs(blessing.uri)
+    validation = infra_validator.validation_spec()
+    validation.num_tries = 1
+    request = infra_validator.request_spec()
+    request.num_examples = NUM_EXAMPLES
+    executor = infra_validator.Executor(infra_validator.Executor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="1"))
+    executor.Do(
+        {standard_component_specs.MODEL_KEY: [model], standard_component_specs.EXAMPLES_KEY: [examples]},
+        {standard_component_specs.BLESSING_KEY: [blessing]},
+        {
+            standard_component_specs.SERVING_SPEC_KEY: proto_utils.proto_to_json(infra_validator.serving_spec()),
+            standard_component_specs.VALIDATION_SPEC_KEY: proto_utils.proto_to_json(validation),
+            standard_component_specs.REQUEST_SPEC_KEY: proto_utils.proto_to_json(request),
+        },
+    )
+    return blessing
+
+
+def test_a_model_that_answers_well_is_blessed_with_warmup_records(tmp_path: Path, examples) -> None:
+    blessing = _validate(tmp_path, _model_artifact(tmp_path / "model", features.NUM_CLASSES), examples)
+    assert blessing.get_int_custom_property(infra_blessing.BLESSED_PROPERTY) == 1
+    assert (Path(blessing.uri) / "INFRA_BLESSED").exists()
+    binary = infra_validator.describe(infra_validator.serving_command())
+    assert blessing.get_string_custom_property(infra_blessing.SERVING_BINARY_PROPERTY) == binary
+    assert blessing.get_float_custom_property(infra_blessing.LOAD_SECONDS_PROPERTY) > 0
+    warmup = Path(blessing.uri, "stamped_model", "assets.extra", "tf_serving_warmup_requests")
+    assert sum(1 for _ in tf.data.TFRecordDataset(str(warmup))) == 2 * NUM_EXAMPLES  # both signatures
+
+
+def test_a_model_whose_answers_have_the_wrong_shape_is_not_blessed(tmp_path: Path, examples) -> None:
+    blessing = _validate(tmp_path, _model_artifact(tmp_path / "model", 3), examples)
+    assert blessing.get_int_custom_property(infra_blessing.BLESSED_PROPERTY) == 0
+    reason = blessing.get_string_custom_property(infra_blessing.REASON_PROPERTY)
+    assert f"signature '{features.SIGNATURE_EXAMPLES}'" in reason and "expected [1, 10]" in reason, reason
+    assert (Path(blessing.uri) / infra_blessing.REASON_FILENAME).read_text().strip() == reason
+    assert not (Path(blessing.uri) / "stamped_model").exists()  # nothing for the Pusher to push
+
+
+def test_a_model_without_the_request_signatures_is_not_blessed(tmp_path: Path, examples) -> None:
+    model = _model_artifact(tmp_path / "model", features.NUM_CLASSES)
+    serving = Path(model.uri) / "Format-Serving" / "saved_model.pb"
+    export._set_method_name(serving, features.SIGNATURE_CLASSIFY, "tensorflow/serving/unknown")
+    blessing = _validate(tmp_path, model, examples)
+    assert blessing.get_int_custom_property(infra_blessing.BLESSED_PROPERTY) == 0
+    assert "no requests can be built" in blessing.get_string_custom_property(infra_blessing.REASON_PROPERTY)
