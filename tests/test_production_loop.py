@@ -5,8 +5,9 @@ Predict on it back to back (bounded by time); a watcher records when each versio
 and when the server reports it AVAILABLE. Then, in one home:
 
 1. span 1 arrives, ``mnist-tfx run`` pushes v1;
-2. span 2 arrives, a run through Airflow (``airflow dags test``) pushes v2: the server moves to v2
-   with no failed request and answers with v2's probabilities;
+2. span 2 arrives, a run through Airflow (``airflow dags test``, training on the latest two spans)
+   pushes v2: every task succeeds, the server moves to v2 with no failed request and answers with
+   v2's probabilities, and ``mnist-tfx report`` names spans 1 and 2;
 3. a candidate whose ``classify`` signature breaks (tests/broken_classify_run_fn.py) is blessed by
    the Evaluator but not by InfraValidator, and is not pushed;
 4. a regressed candidate (a near-zero learning rate) is not blessed against the v2 baseline;
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -42,7 +44,7 @@ from tensorflow_serving.apis import (
 from components import example_gen, features, pusher
 from pipeline.configs import PipelineConfig
 from serving import warmup
-from tests.conftest import REPO, mnist_tfx
+from tests.conftest import PIPELINE_NODES, REPO, mnist_tfx
 from tests.serving_conftest_helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -56,6 +58,8 @@ LOOP_ENV = {  # small slices; a drop of up to 0.2 from the baseline is tolerated
     "MNIST_TFX_MIN_ACCURACY": "0.05",
     "MNIST_TFX_MAX_ACCURACY_DROP": "0.2",
 }
+AIRFLOW_ENV = {"MNIST_TFX_TRAIN_SPANS": "2"}  # the Airflow run trains on spans 1 and 2
+SPAN_TASKS = (*PIPELINE_NODES, "span_range_resolver")  # the DAG's tasks with a span layout
 CLIENT_SECONDS = 3600  # the client stops by then at the latest
 RPC_TIMEOUT_S = 30
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
@@ -157,10 +161,24 @@ def _loop_env(home: Path) -> dict[str, str]:
 
 
 def _airflow_setup(home: Path) -> subprocess.CompletedProcess[str]:
-    """``make airflow``'s script in ``home`` (as tests/test_airflow.py sets it up)."""
+    """``make airflow``'s script in ``home`` (as tests/test_airflow.py sets it up), with AIRFLOW_ENV in env.sh."""
     return subprocess.run(
-        ["bash", "scripts/airflow.sh"], cwd=REPO, env=_loop_env(home), capture_output=True, text=True, timeout=600
+        ["bash", "scripts/airflow.sh"],
+        cwd=REPO,
+        env={**_loop_env(home), **AIRFLOW_ENV},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
+
+
+def _airflow_task_states(home: Path, logical_date: str) -> dict[str, str]:
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        rows = db.execute(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            (DAG_ID, f"manual__{logical_date}T00:00:00+00:00"),
+        )
+        return dict(rows)
 
 
 def _airflow_dags_test(home: Path, logical_date: str) -> subprocess.CompletedProcess[str]:
@@ -221,10 +239,15 @@ def test_retrain_validate_push_and_swap_without_a_failed_request(
         assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
         dag_run = _airflow_dags_test(home, "2024-06-02")
         assert dag_run.returncode == 0, (dag_run.stdout + dag_run.stderr)[-5000:]
+        assert _airflow_task_states(home, "2024-06-02") == {task: "success" for task in SPAN_TASKS}
         v2 = pusher.numeric_versions(base)[-1]
         assert v2 > v1
         _wait_for(lambda: any(a.version == v2 for a in client.answers), "answers from v2")
         assert (base / str(v2) / warmup.ASSETS_EXTRA_DIRECTORY / warmup.WARMUP_REQUESTS_FILENAME).is_file()
+        report = mnist_tfx("report", "--home", str(home), home=home)
+        assert report.returncode == 0, report.output[-5000:]
+        page = Path(report.output.strip().splitlines()[-1]).read_text(encoding="utf-8")
+        assert '<span id="spans">spans 1, 2</span>' in page
 
         # 3. A candidate that a model server cannot answer with: blessed by the Evaluator, not pushed.
         monkeypatch.setenv("MNIST_TFX_RUN_FN", "tests.broken_classify_run_fn.run_fn")
