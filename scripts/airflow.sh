@@ -38,7 +38,12 @@ ENV_FILE="$AIRFLOW_HOME_DIR/env.sh"
 # shellcheck source=/dev/null
 source "$ENV_FILE"
 
-"$BIN/mnist-tfx" data --dest "$HOME_DIR/data" | tail -n 1
+DATA_DIR="${MNIST_TFX_DATA_ROOT:-$HOME_DIR/data}"
+if compgen -G "$DATA_DIR/span-*" > /dev/null; then
+  echo "data: $DATA_DIR holds data spans (mnist-tfx data --span N --of K adds the next one)"
+else
+  "$BIN/mnist-tfx" data --dest "$DATA_DIR" | tail -n 1
+fi
 started=$(date +%s)
 airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1 \
   || { tail -n 20 "$AIRFLOW_HOME/db-migrate.log" >&2; exit 1; }
