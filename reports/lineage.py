@@ -50,10 +50,10 @@ class Lineage:
         return sorted({a.span for step in self.steps for a in step.inputs if a.span is not None})
 
 
-def latest_run_id(store: metadata_store.MetadataStore) -> str | None:
-    """The name of the newest ``pipeline_run`` context (the run id), or None without a run."""
-    runs = store.get_contexts_by_type("pipeline_run")
-    return max(runs, key=lambda c: c.id).name if runs else None
+def latest_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> str | None:
+    """The newest run's id (local, Kubeflow or Airflow), or None without a run."""
+    newest = run_record.newest_run(store)
+    return None if newest is None else run_record.run_id(newest, pipeline_name)
 
 
 def _keys(event: metadata_store_pb2.Event) -> tuple[str, ...]:

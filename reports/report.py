@@ -50,7 +50,7 @@ def latest_run_id(config: configs.PipelineConfig) -> str | None:
     """The id of the newest run recorded in the config's MLMD, or None without one."""
     if not config.metadata_path.is_file():
         return None
-    return lineage.latest_run_id(run_record.connect(config.metadata_path))
+    return lineage.latest_run_id(run_record.connect(config.metadata_path), config.pipeline_name)
 
 
 def default_out(config: configs.PipelineConfig, run_id: str) -> Path:

@@ -26,11 +26,37 @@ def connect(metadata_path: Path) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
+# Run contexts: ``pipeline_run`` from the IR-based runners (local Beam, Kubeflow), ``run`` from TFX's
+# Airflow launcher, whose executions hang on ``component_run`` contexts named ``<run context>.<node>``.
+RUN_CONTEXT_TYPES = ("pipeline_run", "run")
+AIRFLOW_RUN, AIRFLOW_COMPONENT_RUN = "run", "component_run"
+
+
+def newest_run(store: metadata_store.MetadataStore) -> metadata_store_pb2.Context | None:
+    """The newest run context of any runner (contexts' ids grow with time), or None without a run."""
+    runs = [c for t in RUN_CONTEXT_TYPES for c in store.get_contexts_by_type(t)]
+    return max(runs, key=lambda c: c.id) if runs else None
+
+
+def run_id(run: metadata_store_pb2.Context, pipeline_name: str) -> str:
+    """A run context's run id: Airflow's ``<pipeline>.`` prefix dropped."""
+    return run.name.removeprefix(f"{pipeline_name}.")
+
+
 def node_id_of(store: metadata_store.MetadataStore, execution_id: int, pipeline_name: str) -> str:
-    """The pipeline node (component id) an execution belongs to, from its ``node`` context."""
-    for context in store.get_contexts_by_execution(execution_id):
-        if context.name.startswith(f"{pipeline_name}."):
+    """The pipeline node (component id) an execution belongs to: from its ``node`` context, or from its
+    Airflow ``component_run`` context (``<pipeline>.<run id>.<node>``)."""
+    types = {t.id: t.name for t in store.get_context_types()}
+    contexts = store.get_contexts_by_execution(execution_id)
+    for context in contexts:
+        if types.get(context.type_id) == "node" and context.name.startswith(f"{pipeline_name}."):
             return context.name[len(pipeline_name) + 1 :]
+    runs = [c.name for c in store.get_contexts_by_type(AIRFLOW_RUN)]  # not always linked to the execution
+    for context in contexts:
+        if types.get(context.type_id) == AIRFLOW_COMPONENT_RUN:
+            for run in runs:
+                if context.name.startswith(f"{run}."):
+                    return context.name[len(run) + 1 :]
     return "?"
 
 
@@ -53,12 +79,21 @@ def node_record(execution: metadata_store_pb2.Execution, node_id: str) -> NodeRe
 
 
 def latest_run(store: metadata_store.MetadataStore, pipeline_name: str) -> list[NodeRecord]:
-    """Every execution of the newest run of ``pipeline_name``, in execution order."""
-    runs = store.get_contexts_by_type("pipeline_run")  # the MLMD file holds one pipeline
-    if not runs:
+    """Every execution of the newest run of ``pipeline_name`` (any runner), in execution order."""
+    newest = newest_run(store)  # the MLMD file holds one pipeline
+    if newest is None:
         return []
-    newest = max(runs, key=lambda c: c.id)
-    executions = sorted(store.get_executions_by_context(newest.id), key=lambda e: e.id)
+    if store.get_context_types_by_id([newest.type_id])[0].name == AIRFLOW_RUN:
+        component_runs = store.get_contexts_by_type(AIRFLOW_COMPONENT_RUN)
+        ids = {
+            e.id: e
+            for c in component_runs
+            if c.name.startswith(f"{newest.name}.")
+            for e in store.get_executions_by_context(c.id)
+        }
+        executions = sorted(ids.values(), key=lambda e: e.id)
+    else:
+        executions = sorted(store.get_executions_by_context(newest.id), key=lambda e: e.id)
     return [node_record(e, node_id_of(store, e.id, pipeline_name)) for e in executions]
 
 

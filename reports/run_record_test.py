@@ -81,6 +81,19 @@ class RunWriter:
         execution_id, _, _ = self.store.put_execution(execution, events, [run, node])
         return execution_id
 
+    def airflow_execution(self, run_id: str, node_id: str, state: int) -> int:
+        """An execution as TFX's Airflow launcher records it: ``run`` and ``component_run`` contexts, no ``node``."""
+        run_name = f"{self.pipeline_name}.{run_id}"
+        run = self.store.get_context_by_type_and_name("run", run_name)
+        if run is None:
+            run = mlmd.Context(type_id=self._type("context", "run"), name=run_name)
+            [run.id] = self.store.put_contexts([run])
+        component = mlmd.Context(type_id=self._type("context", "component_run"), name=f"{run_name}.{node_id}")
+        [component.id] = self.store.put_contexts([component])
+        execution = mlmd.Execution(type_id=self._type("execution", node_id), last_known_state=state)
+        execution_id, _, _ = self.store.put_execution(execution, [], [component])
+        return execution_id
+
 
 @pytest.fixture()
 def recorded(tmp_path: Path) -> tuple[PipelineConfig, dict[str, int], dict[str, mlmd.Artifact]]:
@@ -138,6 +151,21 @@ def test_latest_run_lists_its_executions_in_order(recorded) -> None:
     assert run_record.latest_node_execution(store, config.pipeline_name, "MnistExampleGen").state == "CACHED"
     assert run_record.latest_node_execution(store, config.pipeline_name, "Transform") is None
     assert report.latest_run_id(config) == "run-2"
+
+
+def test_an_airflow_run_after_a_local_run_is_the_latest(recorded) -> None:
+    """`mnist-tfx report` and the summary read the newest run whichever runner made it."""
+    config, _, _ = recorded
+    writer = RunWriter(config.metadata_path, config.pipeline_name)
+    run_id = "manual__2024-06-02T00:00:00+00:00"
+    ids = [writer.airflow_execution(run_id, node, COMPLETE) for node in ("MnistExampleGen", "Pusher")]
+    store = run_record.connect(config.metadata_path)
+    nodes = run_record.latest_run(store, config.pipeline_name)
+    assert [(n.node_id, n.state, n.execution_id) for n in nodes] == [
+        ("MnistExampleGen", "COMPLETE", ids[0]),
+        ("Pusher", "COMPLETE", ids[1]),
+    ]
+    assert report.latest_run_id(config) == run_id
 
 
 def test_output_artifacts_and_custom_properties(recorded) -> None:
