@@ -59,7 +59,7 @@ class ServingModule(tf.Module):
 
     @tf.function(
         input_signature=[
-            tf.TensorSpec([None, features.IMAGE_HEIGHT, features.IMAGE_WIDTH], tf.float32, name=features.INPUT_IMAGES)
+            tf.TensorSpec([None, *features.PIXELS_SHAPE], features.PIXELS_DTYPE, name=features.INPUT_IMAGES)
         ]
     )
     def predict_pixels(self, images: tf.Tensor) -> dict[str, tf.Tensor]:

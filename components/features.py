@@ -9,6 +9,7 @@ NUM_PIXELS = IMAGE_HEIGHT * IMAGE_WIDTH
 NUM_CLASSES = 10
 # One raw image: uint8 pixels as in the IDX files and the serving signature's input.
 PIXELS_SHAPE = (IMAGE_HEIGHT, IMAGE_WIDTH)
+PIXELS_DTYPE = "float32"  # serving_default's input dtype (the values are 0-255)
 # One transformed image as the model sees it: scaled to [0, 1], one channel.
 MODEL_INPUT_SHAPE = (IMAGE_HEIGHT, IMAGE_WIDTH, 1)
 

@@ -14,6 +14,10 @@ exists, so :class:`Executor` subclasses TFX's executor and adds a third platform
   use), ``ValidationSpec``'s load deadline and tries, ``make_warmup`` (the validated copy with
   ``assets.extra/tf_serving_warmup_requests``, which the Pusher then pushes), INFRA_(NOT_)BLESSED.
 
+TFX's request builder feeds only the tf.Example signatures (``predict_examples``, ``classify``); the
+same eval examples, decoded, are also sent to the signatures clients call (``serving_default`` on
+pixels, ``predict_image_bytes`` on PNGs), so the warmup file warms what real traffic runs.
+
 TFX's client only checks that each RPC returned. :class:`CheckingClient` also checks every answer is
 well-formed (one row per example, finite scores, probabilities that sum to one) and that REST's
 ``:predict``/``:classify`` give the same answer as gRPC. A candidate whose signatures the request
@@ -43,6 +47,7 @@ from typing import Any
 import grpc
 from absl import logging
 from tensorflow_serving.apis import classification_pb2, predict_pb2
+from tensorflow_serving.apis.model_pb2 import ModelSpec
 from tfx import types
 from tfx.components import InfraValidator
 from tfx.components.infra_validator import error_types, request_builder, serving_bins
@@ -59,6 +64,7 @@ from components.infra_blessing import (
     REASON_PROPERTY,
     SERVING_BINARY_PROPERTY,
 )
+from serving.warmup import MAX_WARMUP_RECORDS
 
 TF_MODEL_SERVER = "tensorflow_model_server"  # TF Serving's binary, used when on PATH
 LOCAL_SERVE = "mnist-tfx serve"  # this repo's server, otherwise
@@ -227,6 +233,47 @@ def _close(left: list[float], right: list[float], what: str) -> None:
         raise MalformedAnswerError(f"REST and gRPC disagree on {what}")
 
 
+def _request_examples(request: Any) -> list[Any]:
+    """The tf.Examples a request builder request carries (one per row)."""
+    import tensorflow as tf
+
+    if isinstance(request, classification_pb2.ClassificationRequest):
+        return list(request.input.example_list.examples)
+    (tensor,) = request.inputs.values()
+    return [tf.train.Example.FromString(s) for s in tf.make_ndarray(tensor).reshape(-1).tolist()]
+
+
+def client_signature_requests(built: list, model_name: str) -> list[predict_pb2.PredictRequest]:
+    """PredictRequests for CLIENT_SIGNATURES from the eval examples in the request builder's requests.
+
+    The request builder feeds only tf.Example signatures, but clients call ``serving_default``
+    (pixels) and ``predict_image_bytes`` (PNG): warmup records for those are what warm a new version
+    for its real traffic. Each built request gives one request per signature with the same rows; the
+    examples come from the first signature's requests (every signature got the same examples).
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    if not built:
+        return []
+    first_signature = built[0].model_spec.signature_name
+    requests = []
+    for source in (r for r in built if r.model_spec.signature_name == first_signature):
+        examples = _request_examples(source)
+        pixels = np.array(
+            [e.features.feature[features.IMAGE_KEY].int64_list.value for e in examples], dtype=features.PIXELS_DTYPE
+        ).reshape((len(examples), *features.PIXELS_SHAPE))
+        pngs = [tf.io.encode_png(tf.constant(image.astype(np.uint8)[..., np.newaxis])).numpy() for image in pixels]
+        for signature, name, value in (
+            (features.SIGNATURE_PIXELS, features.INPUT_IMAGES, pixels),
+            (features.SIGNATURE_IMAGE_BYTES, features.INPUT_IMAGE_BYTES, np.array(pngs, dtype=object)),
+        ):
+            request = predict_pb2.PredictRequest(model_spec=ModelSpec(name=model_name, signature_name=signature))
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            requests.append(request)
+    return requests
+
+
 class CheckingClient(tensorflow_serving_client.TensorFlowServingClient):
     """TFX's gRPC client, plus: each answer well-formed, and REST answering the same."""
 
@@ -264,11 +311,12 @@ class CheckingClient(tensorflow_serving_client.TensorFlowServingClient):
         import tensorflow as tf
 
         ((name, tensor),) = request.inputs.items()
-        serialized = tf.make_ndarray(tensor).reshape(-1).tolist()
-        body = {
-            "signature_name": request.model_spec.signature_name,
-            "inputs": {name: [{"b64": base64.b64encode(s).decode()} for s in serialized]},
-        }
+        array = tf.make_ndarray(tensor)
+        if array.dtype == object:  # strings: TF Serving's REST takes bytes as {"b64": ...}
+            values = [{"b64": base64.b64encode(s).decode()} for s in array.reshape(-1).tolist()]
+        else:
+            values = array.tolist()
+        body = {"signature_name": request.model_spec.signature_name, "inputs": {name: values}}
         outputs = _post(f"{self._rest}:predict", body)["outputs"]
         for key, grpc_tensor in response.outputs.items():
             rest = outputs[key] if isinstance(outputs, dict) else outputs
@@ -332,6 +380,12 @@ class Executor(infra_executor.Executor):
             except (ValueError, KeyError, NotImplementedError) as err:  # the model's signatures, not the infra
                 self._not_blessed(blessing, f"no requests can be built for the model's signatures: {err}")
                 return
+            requests += client_signature_requests(requests, serving_spec.model_name)
+            if len(requests) > MAX_WARMUP_RECORDS:
+                raise ValueError(
+                    f"{len(requests)} requests would exceed TF Serving's {MAX_WARMUP_RECORDS} warmup records: "
+                    "lower RequestSpec.num_examples"
+                )
         model_path = self._PrepareModelPath(model, serving_spec)
         all_passed = True
         for serving_binary in serving_bins.parse_serving_binaries(serving_spec):
@@ -396,6 +450,8 @@ NUM_TRIES = 2  # a port taken between probe and bind fails one try, not the run
 NUM_EXAMPLES = 10  # eval examples per signature: the requests, and the warmup records
 # The signatures the request builder can feed eval tf.Examples to (pixels and image bytes take other inputs).
 REQUEST_SIGNATURES = (features.SIGNATURE_EXAMPLES, features.SIGNATURE_CLASSIFY)
+# The signatures clients call, fed the same eval examples decoded (client_signature_requests).
+CLIENT_SIGNATURES = (features.SIGNATURE_PIXELS, features.SIGNATURE_IMAGE_BYTES)
 TF_SERVING_TAG = "latest"  # the TF Serving release the model must load in (the image tag on Docker)
 
 
@@ -418,7 +474,8 @@ def validation_spec() -> infra_validator_pb2.ValidationSpec:
 
 
 def request_spec() -> infra_validator_pb2.RequestSpec:
-    """NUM_EXAMPLES eval examples through each of REQUEST_SIGNATURES; the requests become warmup records."""
+    """NUM_EXAMPLES eval examples through each of REQUEST_SIGNATURES (and, decoded, CLIENT_SIGNATURES);
+    the requests become warmup records."""
     return infra_validator_pb2.RequestSpec(
         tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(signature_names=list(REQUEST_SIGNATURES)),
         split_name=features.EVAL_SPLIT,
