@@ -36,8 +36,7 @@ NUM_EXAMPLES = 10  # eval examples per signature, as the pipeline's InfraValidat
 def make_warmup(model: Path, data: Path, tmp: Path) -> Path:
     """The InfraValidator's validated copy of `model` (with its warmup file), made by its executor."""
     import tensorflow as tf
-    from tfx.types import standard_artifacts, standard_component_specs
-    from tfx.utils import proto_utils
+    from tfx.types import standard_artifacts
 
     from components import example_gen, features, infra_validator
 
@@ -53,20 +52,8 @@ def make_warmup(model: Path, data: Path, tmp: Path) -> Path:
     with tf.io.TFRecordWriter(str(split / "data.gz"), options="GZIP") as writer:
         for image, label in zip(images, labels):
             writer.write(example_gen.to_example(image, label).SerializeToString())
-    blessing = standard_artifacts.InfraBlessing()
-    blessing.uri = str(tmp / "blessing")
-    Path(blessing.uri).mkdir()
-    request = infra_validator.request_spec()
-    request.num_examples = NUM_EXAMPLES
-    executor = infra_validator.Executor(infra_validator.Executor.Context(tmp_dir=str(tmp / "exec"), unique_id="1"))
-    executor.Do(
-        {standard_component_specs.MODEL_KEY: [model_artifact], standard_component_specs.EXAMPLES_KEY: [examples]},
-        {standard_component_specs.BLESSING_KEY: [blessing]},
-        {
-            standard_component_specs.SERVING_SPEC_KEY: proto_utils.proto_to_json(infra_validator.serving_spec()),
-            standard_component_specs.VALIDATION_SPEC_KEY: proto_utils.proto_to_json(infra_validator.validation_spec()),
-            standard_component_specs.REQUEST_SPEC_KEY: proto_utils.proto_to_json(request),
-        },
+    blessing = infra_validator.validate_once(
+        model_artifact, examples, str(tmp / "blessing"), str(tmp / "exec"), NUM_EXAMPLES
     )
     stamped = Path(blessing.uri) / "stamped_model"
     if not (stamped / WARMUP).exists():

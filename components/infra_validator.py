@@ -64,7 +64,6 @@ from components.infra_blessing import (
     REASON_PROPERTY,
     SERVING_BINARY_PROPERTY,
 )
-from serving.warmup import MAX_WARMUP_RECORDS
 
 TF_MODEL_SERVER = "tensorflow_model_server"  # TF Serving's binary, used when on PATH
 LOCAL_SERVE = "mnist-tfx serve"  # this repo's server, otherwise
@@ -381,11 +380,6 @@ class Executor(infra_executor.Executor):
                 self._not_blessed(blessing, f"no requests can be built for the model's signatures: {err}")
                 return
             requests += client_signature_requests(requests, serving_spec.model_name)
-            if len(requests) > MAX_WARMUP_RECORDS:
-                raise ValueError(
-                    f"{len(requests)} requests would exceed TF Serving's {MAX_WARMUP_RECORDS} warmup records: "
-                    "lower RequestSpec.num_examples"
-                )
         model_path = self._PrepareModelPath(model, serving_spec)
         all_passed = True
         for serving_binary in serving_bins.parse_serving_binaries(serving_spec):
@@ -447,7 +441,9 @@ class Executor(infra_executor.Executor):
 # What the pipeline's InfraValidator checks, defined once.
 LOAD_DEADLINE_S = 300  # ValidationSpec.max_loading_time_seconds: server start to model AVAILABLE
 NUM_TRIES = 2  # a port taken between probe and bind fails one try, not the run
-NUM_EXAMPLES = 10  # eval examples per signature: the requests, and the warmup records
+NUM_EXAMPLES = (
+    10  # eval examples per signature: the requests, and the warmup records (4 × 10, TF Serving replays ≤ 1000)
+)
 # The signatures the request builder can feed eval tf.Examples to (pixels and image bytes take other inputs).
 REQUEST_SIGNATURES = (features.SIGNATURE_EXAMPLES, features.SIGNATURE_CLASSIFY)
 # The signatures clients call, fed the same eval examples decoded (client_signature_requests).
@@ -493,3 +489,35 @@ def local_infra_validator(model: Any, examples: Any) -> LocalInfraValidator:
         validation_spec=validation_spec(),
         request_spec=request_spec(),
     ).with_id("InfraValidator")
+
+
+def validate_once(
+    model: types.Artifact,
+    examples: types.Artifact,
+    blessing_uri: str,
+    tmp_dir: str,
+    num_examples: int = NUM_EXAMPLES,
+    num_tries: int | None = None,
+) -> types.Artifact:
+    """Runs this executor outside a pipeline, with the pipeline's specs (for tests and benchmarks)."""
+    from tfx.types import standard_artifacts, standard_component_specs
+    from tfx.utils import proto_utils
+
+    blessing = standard_artifacts.InfraBlessing()
+    blessing.uri = blessing_uri
+    os.makedirs(blessing_uri, exist_ok=True)
+    validation = validation_spec()
+    if num_tries is not None:
+        validation.num_tries = num_tries
+    request = request_spec()
+    request.num_examples = num_examples
+    Executor(Executor.Context(tmp_dir=tmp_dir, unique_id="1")).Do(
+        {standard_component_specs.MODEL_KEY: [model], standard_component_specs.EXAMPLES_KEY: [examples]},
+        {standard_component_specs.BLESSING_KEY: [blessing]},
+        {
+            standard_component_specs.SERVING_SPEC_KEY: proto_utils.proto_to_json(serving_spec()),
+            standard_component_specs.VALIDATION_SPEC_KEY: proto_utils.proto_to_json(validation),
+            standard_component_specs.REQUEST_SPEC_KEY: proto_utils.proto_to_json(request),
+        },
+    )
+    return blessing

@@ -7,7 +7,6 @@ one answers as the MNIST model does, one answers with the wrong shape.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections import Counter
@@ -16,8 +15,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
-from tfx.types import standard_artifacts, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.types import standard_artifacts
 
 from components import example_gen, export, features, infra_blessing, infra_validator
 
@@ -109,24 +107,9 @@ def examples(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> standa
 
 def _validate(tmp_path: Path, model: standard_artifacts.Model, examples) -> standard_artifacts.InfraBlessing:
     """Runs the executor as the pipeline configures it, with one try and NUM_EXAMPLES examples."""
-    blessing = standard_artifacts.InfraBlessing()
-    blessing.uri = str(tmp_path / "blessing")
-    os.makedirs(blessing.uri)
-    validation = infra_validator.validation_spec()
-    validation.num_tries = 1
-    request = infra_validator.request_spec()
-    request.num_examples = NUM_EXAMPLES
-    executor = infra_validator.Executor(infra_validator.Executor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="1"))
-    executor.Do(
-        {standard_component_specs.MODEL_KEY: [model], standard_component_specs.EXAMPLES_KEY: [examples]},
-        {standard_component_specs.BLESSING_KEY: [blessing]},
-        {
-            standard_component_specs.SERVING_SPEC_KEY: proto_utils.proto_to_json(infra_validator.serving_spec()),
-            standard_component_specs.VALIDATION_SPEC_KEY: proto_utils.proto_to_json(validation),
-            standard_component_specs.REQUEST_SPEC_KEY: proto_utils.proto_to_json(request),
-        },
+    return infra_validator.validate_once(
+        model, examples, str(tmp_path / "blessing"), str(tmp_path / "tmp"), NUM_EXAMPLES, num_tries=1
     )
-    return blessing
 
 
 def test_a_model_that_answers_well_is_blessed_with_warmup_records(tmp_path: Path, examples) -> None:
