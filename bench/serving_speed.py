@@ -1,6 +1,8 @@
 """Serving speed under `wrk`: REST `:predict` of one image against `mnist-tfx serve` (batching off,
-on, and on with 2 `--num_server_processes`), beside the in-process signature call and its
-32-image batched ceiling.
+on, and on with 2 `--num_server_processes`) and against the FastAPI + uvicorn peer (1 and 2
+workers, bench/fastapi_peer.py), gRPC Predict against the same servers (load from
+bench/grpc_load.py, a separate process), beside the in-process signature call and its 32-image
+batched ceiling.
 
 Rows run interleaved over several rounds in one run (medians reported), so a busy machine shifts
 them together. Each server's answer is checked equal to the others' and close to the in-process
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +36,9 @@ WRK_INSTALL = "wrk not found: install it (Debian/Ubuntu: `apt-get install -y wrk
 BATCH_TIMEOUT_MS = 2.0  # batch_timeout_micros of BATCHING
 MANY = 32  # connections of the throughput rows
 PROCESSES = 2  # --num_server_processes of the multi-process row
+PEER_WORKERS = (1, 2)  # uvicorn --workers of the FastAPI peer rows
+PEER = "FastAPI peer"
+START_TIMEOUT_S = 180.0  # a server loading TensorFlow and the model on a busy machine
 _WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -48,8 +54,6 @@ def wrk_script(model: Model, tmp: Path) -> Path:
 def run_wrk(port: int, model: Model, script: Path, connections: int, seconds: int) -> dict[str, float]:
     """One bounded wrk run: p50 (ms), req/s, requests and non-2xx count."""
     url = f"http://127.0.0.1:{port}/v1/models/{model.name}:predict"
-    import subprocess
-
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -69,6 +73,66 @@ def run_wrk(port: int, model: Model, script: Path, connections: int, seconds: in
         "requests": int(count.group(1)),
         "errors": int(errors.group(1)) if errors else 0,
     }
+
+
+def start_peer(model: Model, workers: int) -> tuple[subprocess.Popen, None, int]:
+    """bench/fastapi_peer.py under uvicorn with `workers` workers; returns once it answers."""
+    port = common.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.fastapi_peer", f"--model_name={model.name}"]
+        + [f"--model_base_path={model.base_path}", f"--port={port}", f"--workers={workers}"],
+        cwd=common.REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            for _ in range(4 * workers):  # a request per worker, most likely: every worker has loaded
+                predict(port, model)
+            return proc, None, port
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"the FastAPI peer did not start (exit code {proc.wait()})")
+
+
+def grpc_request(model: Model) -> bytes:
+    """The serialized one-image PredictRequest that bench/grpc_load.py sends."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model.name
+    request.inputs[model.input_name].CopyFrom(tf.make_tensor_proto(model.example[np.newaxis]))
+    return request.SerializeToString()
+
+
+def grpc_predict(port: int, model: Model) -> np.ndarray:
+    """One gRPC Predict: the output tensor."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        response = stub.Predict(predict_pb2.PredictRequest.FromString(grpc_request(model)), timeout=30)
+    return tf.make_ndarray(response.outputs[model.output_name])
+
+
+def run_grpc_load(port: int, request: Path, connections: int, seconds: int) -> dict[str, float]:
+    """One bounded bench/grpc_load.py run, in its own process: p50 (ms), req/s, requests, errors."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.grpc_load", f"--port={port}", f"--request={request}"]
+        + [f"--connections={connections}", f"--seconds={seconds}"],
+        cwd=common.REPO,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    return json.loads(out)
 
 
 def _stat(pid: int | str) -> list[str]:
@@ -127,36 +191,102 @@ def timed(call: Callable[[], object], per_call: int, seconds: float) -> dict[str
     }
 
 
-def check_answers(answers: dict[str, str], model: Model, reference: np.ndarray) -> None:
-    """Every server answered the same text, and it matches the in-process output."""
-    texts = set(answers.values())
-    if len(texts) != 1:
-        raise SystemExit(f"servers disagree: {answers}")
-    rows = json.loads(texts.pop())["predictions"]  # one object per row when the signature has several outputs
-    rows = [row[model.output_name] if isinstance(row, dict) else row for row in rows]
-    predictions = np.asarray(rows, dtype=np.float32)
-    if not np.allclose(predictions, reference, rtol=1e-6, atol=1e-7):
-        raise SystemExit(f"served {predictions} but the model gives {reference}")
+def check_answers(
+    answers: dict[str, str], grpc_answers: dict[str, np.ndarray], model: Model, reference: np.ndarray
+) -> None:
+    """Our servers answered the same text; every answer (ours REST and gRPC, the peer's) matches
+    the in-process output."""
+    ours = {name: text for name, text in answers.items() if not name.startswith(PEER)}
+    if len(set(ours.values())) != 1:
+        raise SystemExit(f"servers disagree: {ours}")
+    served = {name: np.asarray(rows_of(text, model), dtype=np.float32) for name, text in answers.items()}
+    for name, predictions in (served | grpc_answers).items():
+        if not np.allclose(predictions, reference, rtol=1e-6, atol=1e-7):
+            raise SystemExit(f"{name} served {predictions} but the model gives {reference}")
 
 
-def issue_targets(
-    rest_added_ms: float | None,
-    batching_added_ms: float | None,
-    share_of_ceiling: float | None,
-    cpu_ms: float | None,
-) -> list[dict[str, Any]]:
-    """The targets of the serving-speed issue; None: not measured."""
+def rows_of(text: str, model: Model) -> list[Any]:
+    rows = json.loads(text)["predictions"]  # one object per row when the signature has several outputs
+    return [row[model.output_name] if isinstance(row, dict) else row for row in rows]
+
+
+def issue_targets(medians: dict[str, dict[str, float]] | None = None, single_p50: float = 0, ceiling: float = 1):
+    """The targets of the serving-speed issue from the rows' medians; not measured without them."""
+
+    def measured(compute: Callable[[dict[str, dict[str, float]]], float]) -> float | None:
+        return compute(medians) if medians else None
+
+    def best_on(m: dict[str, dict[str, float]], protocol: str) -> dict[str, float]:
+        """The better batching-on configuration (one process or several) by req/s."""
+        on = (row for name, row in m.items() if name.startswith(f"{protocol}, batching on"))
+        return max(on, key=lambda row: row["requests_per_second_32"])
+
+    peer_p50 = lambda m: min(m[f"{PEER}, {w} worker{'s' * (w > 1)}"]["p50_ms_1"] for w in PEER_WORKERS)  # noqa: E731
     return [
-        common.target("serving speed: REST p50 − in-process p50, 1 conn", rest_added_ms, "<=", 0.5, " ms"),
         common.target(
-            "serving speed: REST batching on − off p50 − batch timeout, 1 conn", batching_added_ms, "<=", 0.3, " ms"
+            "serving speed: REST p50 − in-process p50, 1 conn",
+            measured(lambda m: m["REST, batching off"]["p50_ms_1"] - single_p50),
+            "<=",
+            0.5,
+            " ms",
         ),
-        common.target(f"serving speed: REST batching on ÷ ceiling, {MANY} conns", share_of_ceiling, ">=", 0.5),
-        common.target(f"serving speed: REST server CPU per request, {MANY} conns", cpu_ms, "<=", 0.9, " ms"),
-        # Not measured by this benchmark yet (reported as such): the FastAPI peer and gRPC load.
-        common.target(f"serving speed: REST req/s ÷ 2-worker FastAPI peer, {MANY} conns", None, ">=", 1.5),
-        common.target("serving speed: gRPC p50 − in-process p50, 1 conn", None, "<=", 0.5, " ms"),
-        common.target(f"serving speed: gRPC batching on ÷ ceiling, {MANY} conns", None, ">=", 0.5),
+        common.target(
+            "serving speed: REST p50 ÷ FastAPI peer p50, 1 conn",
+            measured(lambda m: m["REST, batching off"]["p50_ms_1"] / peer_p50(m)),
+            "<=",
+            1.0,
+        ),
+        common.target(
+            "serving speed: REST batching on − off p50 − batch timeout, 1 conn",
+            measured(
+                lambda m: m["REST, batching on"]["p50_ms_1"] - m["REST, batching off"]["p50_ms_1"] - BATCH_TIMEOUT_MS
+            ),
+            "<=",
+            0.3,
+            " ms",
+        ),
+        common.target(
+            f"serving speed: REST req/s ÷ 2-worker FastAPI peer, {MANY} conns",
+            measured(
+                lambda m: best_on(m, "REST")["requests_per_second_32"]
+                / m[f"{PEER}, 2 workers"]["requests_per_second_32"]
+            ),
+            ">=",
+            1.5,
+        ),
+        common.target(
+            f"serving speed: REST batching on ÷ ceiling, {MANY} conns",
+            measured(lambda m: best_on(m, "REST")["requests_per_second_32"] / ceiling),
+            ">=",
+            0.5,
+        ),
+        common.target(
+            f"serving speed: REST server CPU per request, {MANY} conns",
+            measured(lambda m: best_on(m, "REST")["cpu_ms_per_request_32"]),
+            "<=",
+            0.9,
+            " ms",
+        ),
+        common.target(
+            "serving speed: gRPC p50 − in-process p50, 1 conn",
+            measured(lambda m: m["gRPC, batching off"]["p50_ms_1"] - single_p50),
+            "<=",
+            0.5,
+            " ms",
+        ),
+        common.target(
+            f"serving speed: gRPC batching on ÷ ceiling, {MANY} conns",
+            measured(lambda m: best_on(m, "gRPC")["requests_per_second_32"] / ceiling),
+            ">=",
+            0.5,
+        ),
+        common.target(
+            f"serving speed: gRPC server CPU per request, {MANY} conns",
+            measured(lambda m: best_on(m, "gRPC")["cpu_ms_per_request_32"]),
+            "<=",
+            0.9,
+            " ms",
+        ),
     ]
 
 
@@ -175,7 +305,7 @@ def main() -> None:
             "serving_speed",
             args,
             {"skipped": WRK_INSTALL, "servers": {}},
-            issue_targets(None, None, None, None),
+            issue_targets(),
             started,
         )
         return
@@ -196,7 +326,9 @@ def main() -> None:
         tmp = Path(tmp_name)
         (tmp / "batching.txt").write_text(BATCHING)
         script = wrk_script(model, tmp)
-        servers: dict[str, tuple[Any, int, int]] = {}
+        request = tmp / "predict.bin"
+        request.write_bytes(grpc_request(model))
+        servers: dict[str, tuple[Any, int | None, int]] = {}
         try:
             for prefix, checkout in checkouts.items():
                 for batching, processes in ((False, 1), (True, 1), (True, PROCESSES)):
@@ -209,24 +341,39 @@ def main() -> None:
                     name = f"{prefix}REST, batching {'on' if batching else 'off'}"
                     name += f", {processes} processes" if processes > 1 else ""
                     servers[name] = common.start_serve(sys.executable, checkout, model.name, model.base_path, *flags)
-            check_answers({n: predict(rest, model) for n, (_, _, rest) in servers.items()}, model, reference)
+            for workers in PEER_WORKERS:
+                servers[f"{PEER}, {workers} worker{'s' * (workers > 1)}"] = start_peer(model, workers)
+            check_answers(
+                {n: predict(rest, model) for n, (_, _, rest) in servers.items()},
+                {n.replace("REST", "gRPC"): grpc_predict(g, model) for n, (_, g, _) in servers.items() if g},
+                model,
+                reference,
+            )
             for round_index in range(args.rounds):
                 in_process_rounds["single"].append(timed(single_call, 1, args.seconds))
                 in_process_rounds["batched"].append(timed(batched_call, BATCH, args.seconds))
-                for name, (proc, _, rest) in servers.items():
-                    one = run_wrk(rest, model, script, 1, args.seconds)
-                    cpu0 = cpu_seconds(proc.pid)
-                    many = run_wrk(rest, model, script, MANY, args.seconds)
-                    cpu = cpu_seconds(proc.pid) - cpu0
-                    rows.setdefault(name, []).append(
-                        {
-                            "p50_ms_1": one["p50_ms"],
-                            "requests_per_second_32": many["requests_per_second"],
-                            "cpu_ms_per_request_32": cpu / max(1, many["requests"]) * 1000,
-                            "errors": one["errors"] + many["errors"],
-                        }
-                    )
-                    load.append(os.getloadavg()[0])
+                for name, (proc, grpc_port, rest) in servers.items():
+                    loads: dict[str, Callable[[int], dict[str, float]]] = {
+                        name: lambda connections, rest=rest: run_wrk(rest, model, script, connections, args.seconds)
+                    }
+                    if grpc_port:
+                        loads[name.replace("REST", "gRPC")] = lambda connections, port=grpc_port: run_grpc_load(
+                            port, request, connections, args.seconds
+                        )
+                    for row, run_load in loads.items():
+                        one = run_load(1)
+                        cpu0 = cpu_seconds(proc.pid)
+                        many = run_load(MANY)
+                        cpu = cpu_seconds(proc.pid) - cpu0
+                        rows.setdefault(row, []).append(
+                            {
+                                "p50_ms_1": one["p50_ms"],
+                                "requests_per_second_32": many["requests_per_second"],
+                                "cpu_ms_per_request_32": cpu / max(1, many["requests"]) * 1000,
+                                "errors": one["errors"] + many["errors"],
+                            }
+                        )
+                        load.append(os.getloadavg()[0])
                 print(f"round {round_index + 1}/{args.rounds} done", flush=True)
         finally:
             for proc, _, _ in servers.values():
@@ -257,17 +404,7 @@ def main() -> None:
     )
     headers = ["server", "p50 ms, 1 conn", f"req/s, {MANY} conns", "÷ ceiling", "server CPU ms/request"]
     print(common.table(table, headers, floatfmt=".2f"))
-    off, on = medians["REST, batching off"], medians["REST, batching on"]
-    # Throughput targets: the better batching-on configuration (one process or several).
-    best = max(
-        (m for n, m in medians.items() if n.startswith("REST, batching on")), key=lambda m: m["requests_per_second_32"]
-    )
-    targets = issue_targets(
-        off["p50_ms_1"] - single["p50_ms"],
-        on["p50_ms_1"] - off["p50_ms_1"] - BATCH_TIMEOUT_MS,
-        best["requests_per_second_32"] / ceiling,
-        best["cpu_ms_per_request_32"],
-    )
+    targets = issue_targets(medians, single["p50_ms"], ceiling)
     common.write(
         "serving_speed",
         args,
