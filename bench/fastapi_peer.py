@@ -1,4 +1,4 @@
-"""The FastAPI + uvicorn peer of bench/serving_speed.py: the plain wrapper a user would write
+"""The FastAPI + uvicorn peer of bench/serving_latency.py: the plain wrapper a user would write
 instead of running a model server, as the yardstick our server must beat.
 
 One route, POST /v1/models/<name>:predict, taking TF Serving's row format {"instances": [...]}
@@ -21,13 +21,11 @@ from fastapi import FastAPI, Request, Response
 MODEL_NAME_ENV, MODEL_PATH_ENV = "FASTAPI_PEER_MODEL_NAME", "FASTAPI_PEER_MODEL_BASE_PATH"
 
 
-def latest_version(base_path: Path) -> Path:
-    return max((p for p in base_path.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-
-
 def create_app() -> FastAPI:
     """The app of one uvicorn worker (uvicorn's `--factory`): each worker loads its own model."""
     import tensorflow as tf
+
+    from bench.serving_latency import latest_version
 
     name = os.environ[MODEL_NAME_ENV]
     signature = tf.saved_model.load(str(latest_version(Path(os.environ[MODEL_PATH_ENV])))).signatures["serving_default"]

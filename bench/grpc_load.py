@@ -1,4 +1,4 @@
-"""gRPC load for bench/serving_speed.py, the gRPC counterpart of `wrk`: run as its own process so
+"""gRPC load for bench/serving_latency.py, the gRPC counterpart of `wrk`: run as its own process so
 its CPU is not counted as the server's.
 
 `--connections` channels (each its own TCP connection), each with one Predict call in flight at
