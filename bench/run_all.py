@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import common
 
-BENCHMARKS = ("train_throughput", "input_pipeline", "pipeline_times", "serving_latency", "serving_speed")
+BENCHMARKS = ("train_throughput", "input_pipeline", "pipeline_times", "serving_latency")
 
 
 def arguments(name: str, quick: bool, home: str | None, slice_home: Path) -> list[str]:
@@ -28,7 +28,7 @@ def arguments(name: str, quick: bool, home: str | None, slice_home: Path) -> lis
         args += ["--home", home]
     if quick and name == "pipeline_times":
         args += ["--slice-home", str(slice_home)]
-    if quick and name in ("serving_latency", "serving_speed"):
+    if quick and name == "serving_latency":
         args += ["--model-base-path", str(common.pipeline_config(str(slice_home)).serving_model_dir)]
     return args
 
