@@ -31,7 +31,8 @@ airflow: setup
 	@bash scripts/airflow.sh
 
 # Benchmarks (not tests): `make bench`, or `make bench QUICK=1` for a few-minute version.
-bench: setup
+bench:
+	@bash scripts/setup.sh bench
 	$(BIN)/python -m bench.run_all $(if $(QUICK),--quick)
 
 # Re-resolve requirements.lock from pyproject.toml (needs a uv; set-up installs one in .venv).

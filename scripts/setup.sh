@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # Idempotent set-up: Python 3.10 venv in .venv (with pip), pinned deps from requirements.lock via uv,
 # and this project installed editable. Re-runs take a second when nothing changed.
-# `setup.sh test` also installs what only the tests need: Debian's chromium + chromedriver.
+# `setup.sh test` also installs the system tools only the tests need (Debian's chromium +
+# chromedriver for the browser tests, wrk for the quick serving benchmark); `setup.sh bench`, wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ "${1:-}" == "test" ]] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+case "${1:-}" in
+  test) tools=(chromium:chromium chromedriver:chromium-driver wrk:wrk) ;;
+  bench) tools=(wrk:wrk) ;;
+  *) tools=() ;;
+esac
+missing=()
+for tool in "${tools[@]}"; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing chromium and chromium-driver (browser tests)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    echo "setup: installing ${missing[*]} with apt-get"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: chromium/chromedriver missing and not root: browser tests will be skipped" >&2
+    echo "setup: ${missing[*]} missing and not root: install them (apt-get install ${missing[*]});" \
+      "the browser tests and serving benchmark rows that need them are skipped" >&2
   fi
 fi
 
