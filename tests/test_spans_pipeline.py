@@ -14,7 +14,8 @@ from tfx.types import artifact_utils
 from components import example_gen, features, mnist_data, spans
 from pipeline import configs
 from pipeline.pipeline import ingestion
-from reports import run_record
+from reports import lineage, run_record
+from tests.conftest import mnist_tfx
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +104,30 @@ def test_plain_layout_keeps_todays_patterns(tmp_path: Path) -> None:
     (tmp_path / "data" / "span-1").mkdir(parents=True)
     example_gen_node, resolver = ingestion(configs.PipelineConfig(home=tmp_path))
     assert resolver is not None and "span-{SPAN}/train-*" in example_gen_node.exec_properties["input_config"]
+
+
+def test_run_on_the_latest_two_spans_and_the_report_names_them(tmp_path: Path, monkeypatch) -> None:
+    """Span 1 ingested earlier, span 2 arrives: `run --train-spans 2` trains on both; the report says so."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras"))
+    home = tmp_path / "home"
+    data = configs.PipelineConfig(home=home).data_dir
+    spans.materialize_span(data, 1, 2)
+    _ingest(home)
+    spans.materialize_span(data, 2, 2)
+    limits = ["--train-limit", str(LIMITS["train_limit"]), "--eval-limit", str(LIMITS["eval_limit"])]
+    run = mnist_tfx("run", *limits, "--epochs", "1", "--min-accuracy", "0", "--train-spans", "2", home=home)
+    assert run.returncode == 0, run.output[-5000:]
+    assert (
+        f"data: {data} (spans (1, 2): ExampleGen ingests the latest, span 2; "
+        "training on the latest 2 ingested spans)" in run.output
+    )
+    store = run_record.connect(configs.PipelineConfig(home=home).metadata_path)
+    nodes = {n.node_id: n for n in run_record.latest_run(store, configs.PIPELINE_NAME)}
+    assert nodes["Pusher"].state == "COMPLETE"
+    transform_inputs = lineage.input_artifacts(store, nodes["Transform"].execution_id)
+    assert sorted(a.span for a in transform_inputs if a.keys == ("examples",)) == [1, 2]
+
+    report = mnist_tfx("report", "--home", str(home), home=home)
+    assert report.returncode == 0, report.output[-5000:]
+    page = Path(report.output.strip().splitlines()[-1]).read_text(encoding="utf-8")
+    assert '<span id="spans">spans 1, 2</span>' in page
