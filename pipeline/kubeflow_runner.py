@@ -2,7 +2,8 @@
 
 Compiled offline with TFX's ``KubeflowV2DagRunner`` from the same ``create_pipeline`` and
 ``PipelineConfig`` as ``mnist-tfx run``. ``.json`` writes a Vertex ``PipelineJob``; ``.yaml``/``.yml``
-writes the bare ``PipelineSpec`` that ``kfp.Client`` uploads. Every location comes from the config
+writes the bare ``PipelineSpec`` that ``kfp.Client`` uploads. It has no InfraValidator: TFX's
+Kubeflow V2 compiler does not support that component. Every location comes from the config
 (``--home`` or ``--data-root``/``--pipeline-root``/``--serving-root``): give URIs the cluster reaches
 (``gs://…``); a local path in the spec would name a directory that does not exist there.
 """
@@ -24,7 +25,9 @@ def compile_pipeline(config: configs.PipelineConfig, out: Path, image: str = DEF
 
     from pipeline.pipeline import create_pipeline
 
-    tfx_pipeline = create_pipeline(config, with_metadata=False)  # the orchestrator brings MLMD
+    # The orchestrator brings MLMD. TFX 1.16's Kubeflow V2 step builder raises NotImplementedError for
+    # InfraValidator, so the compiled pipeline pushes the Evaluator-blessed model without the serving check.
+    tfx_pipeline = create_pipeline(config, with_metadata=False, with_infra_validation=False)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=str(out.parent.resolve()),

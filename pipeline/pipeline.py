@@ -48,8 +48,14 @@ def ingestion(config: configs.PipelineConfig) -> tuple[MnistExampleGen, Resolver
     return example_gen, span_resolver
 
 
-def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) -> pipeline.Pipeline:
-    """ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → InfraValidator → Pusher."""
+def create_pipeline(
+    config: configs.PipelineConfig, with_metadata: bool = True, with_infra_validation: bool = True
+) -> pipeline.Pipeline:
+    """ExampleGen → statistics/schema/validation → Transform → Trainer → Evaluator → InfraValidator → Pusher.
+
+    ``with_infra_validation=False`` leaves InfraValidator out (the Pusher then pushes the Evaluator-blessed
+    model, without warmup records): TFX's Kubeflow V2 compiler refuses the InfraValidator component.
+    """
     example_gen, span_resolver = ingestion(config)
     training_examples = (example_gen if span_resolver is None else span_resolver).outputs["examples"]
     # Compute statistics, infer a schema, check the data against it.
@@ -89,12 +95,21 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
     )
     # Load a copy in a real model server, query it through REST and gRPC with eval examples; the copy
     # that answered well gets assets.extra/tf_serving_warmup_requests (components/infra_validator.py).
-    infra_validator = local_infra_validator(trainer.outputs["model"], example_gen.outputs["examples"])
+    infra_validator = (
+        local_infra_validator(trainer.outputs["model"], example_gen.outputs["examples"])
+        if with_infra_validation
+        else None
+    )
     # Push the infra-validated copy (with its warmup records) when both validators blessed it, to
     # <serving_root>/mnist/<version>/: atomically on a local disk, saved_model.pb last on an object
     # store (components/pusher.py).
+    pushed_model = (
+        {"infra_blessing": infra_validator.outputs["blessing"]}
+        if infra_validator
+        else {"model": trainer.outputs["model"]}
+    )
     pusher = AtomicPusher(
-        infra_blessing=infra_validator.outputs["blessing"],
+        **pushed_model,
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(config.serving_model_dir))
@@ -113,7 +128,7 @@ def create_pipeline(config: configs.PipelineConfig, with_metadata: bool = True) 
             trainer,
             model_resolver,
             evaluator,
-            infra_validator,
+            *([infra_validator] if infra_validator else []),
             pusher,
         ],
         enable_cache=True,
