@@ -37,6 +37,13 @@ class CliRun:
     output: str
 
 
+def clean_env(home: Path, settings: dict[str, str]) -> dict[str, str]:
+    """This process's environment without Airflow or mnist-tfx settings, plus ``settings`` and ``home``
+    (what ``scripts/airflow.sh`` then writes into ``<home>/airflow/env.sh``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MNIST_TFX_"))}
+    return {**env, **settings, "MNIST_TFX_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
 def mnist_tfx(*args: str, home: Path, timeout: float = 900) -> CliRun:
     """Runs the real console script in a subprocess (fresh TF/TFX state), output captured."""
     env = {**os.environ, "MNIST_TFX_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import sqlite3
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import airflow_callbacks
-from tests.conftest import PIPELINE_NODES, REPO
+from tests.conftest import PIPELINE_NODES, REPO, clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +32,7 @@ SLICE_ENV = {
 
 
 def _clean_env(home: Path) -> dict[str, str]:
-    """This process's environment without Airflow or mnist-tfx settings, plus a slice in ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MNIST_TFX_"))}
-    return {**env, **SLICE_ENV, "MNIST_TFX_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return clean_env(home, SLICE_ENV)
 
 
 def _setup(home: Path) -> subprocess.CompletedProcess[str]:

@@ -44,7 +44,7 @@ from tensorflow_serving.apis import (
 from components import example_gen, features, pusher
 from pipeline.configs import PipelineConfig
 from serving import warmup
-from tests.conftest import PIPELINE_NODES, REPO, mnist_tfx
+from tests.conftest import PIPELINE_NODES, REPO, clean_env, mnist_tfx
 from tests.serving_conftest_helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -154,9 +154,7 @@ def loop_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _loop_env(home: Path) -> dict[str, str]:
-    """This environment without Airflow settings, with the loop's slice (scripts/airflow.sh writes it into env.sh)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MNIST_TFX_"))}
-    return {**env, **LOOP_ENV, "MNIST_TFX_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return clean_env(home, LOOP_ENV)
 
 
 def _airflow_setup(home: Path) -> subprocess.CompletedProcess[str]:
