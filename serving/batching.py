@@ -16,14 +16,16 @@ session_bundle_config_pb2), so every field TF Serving knows is accepted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
 import re
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, Awaitable, Callable, Mapping
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
@@ -211,9 +213,13 @@ def pad_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 @dataclasses.dataclass
 class _Task:
+    """One request in a batch. `future` is a concurrent Future (a thread blocks on it) or an
+    asyncio Future of `loop` (a coroutine awaits it; resolved on its loop, once per batch)."""
+
     inputs: Mapping[str, np.ndarray]
     rows: int
-    future: Future
+    future: Future | asyncio.Future
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 class _Queue:
@@ -230,7 +236,12 @@ class _Queue:
 
 
 class Batcher:
-    """Merges concurrent `run` calls that share a key into batched runs."""
+    """Merges concurrent requests that share a key into batched runs.
+
+    `run` blocks its thread until the batch has run (gRPC, warmup); `submit_async` returns an
+    asyncio Future instead, so a REST request waits on the event loop and parks no thread: a
+    finished batch wakes each loop once for all of its requests.
+    """
 
     def __init__(self, params: BatchingParameters) -> None:
         self._params = params
@@ -247,26 +258,50 @@ class Batcher:
         """Runs `run(inputs)`, possibly merged with other requests that share `key`; `params`
         (a model's own batching_params.pbtxt) override the server's queue parameters."""
         params = params or self._params
-        rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
-        if len(rows) != 1 or -1 in rows or not inputs:
+        pieces = _pieces(inputs, params)
+        if pieces is None:
             return run(inputs)  # not batchable: scalars or inconsistent batch sizes
-        (n,) = rows
-        if n > params.max_batch_size:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"Task size {n} is larger than maximum input batch size " f"{params.max_batch_size}",
-            )
-        limit = params.execution_batch_size
-        if n > limit:  # large batch splitting: pieces of at most max_execution_batch_size
-            pieces = [
-                self.run(key, {k: a[i : i + limit] for k, a in inputs.items()}, run, params) for i in range(0, n, limit)
-            ]
-            return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+        futures = [self._enqueue(key, piece, rows, run, params, Future()) for piece, rows in pieces]
+        return _concatenate([f.result() for f in futures])
+
+    def submit_async(
+        self,
+        key: tuple,
+        inputs: Mapping[str, np.ndarray],
+        run: Run,
+        executor: Executor,
+        params: BatchingParameters | None = None,
+    ) -> asyncio.Future:
+        """`run` as an asyncio Future of the running loop (unbatchable inputs run in `executor`).
+        Refusals (queue full, too large) raise here, before anything is queued for them."""
+        params = params or self._params
+        loop = asyncio.get_running_loop()
+        pieces = _pieces(inputs, params)
+        if pieces is None:
+            return loop.run_in_executor(executor, run, inputs)
+        futures = [self._enqueue(key, piece, rows, run, params, loop.create_future(), loop) for piece, rows in pieces]
+        if len(futures) == 1:
+            return futures[0]
+        gathered = asyncio.gather(*futures)
+        return asyncio.ensure_future(_concatenate_later(gathered))
+
+    def _enqueue(
+        self,
+        key: tuple,
+        inputs: Mapping[str, np.ndarray],
+        n: int,
+        run: Run,
+        params: BatchingParameters,
+        future: Future | asyncio.Future,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Future | asyncio.Future:
+        """Adds one task of `n` rows to its queue's open batch (closing batches as they fill)."""
         if params.pad_variable_length_inputs:
             shapes = tuple(sorted((k, a.dtype.str, a.ndim) for k, a in inputs.items()))
         else:
             shapes = tuple(sorted((k, a.dtype.str, a.shape[1:]) for k, a in inputs.items()))
-        task = _Task(inputs, n, Future())
+        limit = params.execution_batch_size
+        task = _Task(inputs, n, future, loop)
         full_key = (key, shapes, params)
         with self._cond:
             if self._closed:
@@ -286,7 +321,7 @@ class Batcher:
             queue.rows += n
             if queue.rows >= limit:
                 self._dispatch(queue)
-        return task.future.result()
+        return future
 
     def _dispatch(self, queue: _Queue) -> None:
         """Closes the open batch of `queue` and hands it to a batch thread (lock held)."""
@@ -322,15 +357,75 @@ class Batcher:
         self._pool.shutdown(wait=True)
 
 
+def _pieces(
+    inputs: Mapping[str, np.ndarray], params: BatchingParameters
+) -> list[tuple[Mapping[str, np.ndarray], int]] | None:
+    """The request as (inputs, rows) pieces of at most the execution batch size (one piece unless
+    large batch splitting applies); None when it cannot be batched (scalars, unequal rows)."""
+    rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
+    if len(rows) != 1 or -1 in rows or not inputs:
+        return None
+    (n,) = rows
+    if n > params.max_batch_size:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Task size {n} is larger than maximum input batch size " f"{params.max_batch_size}",
+        )
+    limit = params.execution_batch_size
+    if n <= limit:
+        return [(inputs, n)]
+    return [({k: a[i : i + limit] for k, a in inputs.items()}, min(limit, n - i)) for i in range(0, n, limit)]
+
+
+def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The outputs of a split request's pieces, joined back in order."""
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+async def _concatenate_later(gathered: Awaitable[list[dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    return _concatenate(await gathered)
+
+
+def _resolve(outcomes: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    """On a loop: hands each awaiting request its outcome (one it gave up on is skipped)."""
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+def _deliver(tasks: list[_Task], outcome: Callable[[_Task], Any]) -> None:
+    """Gives every task of a finished batch its result or exception: blocking waiters at once,
+    asyncio waiters through one call per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for t in tasks:
+        try:
+            result, error = outcome(t), None
+        except BaseException as e:  # noqa: BLE001 - the waiter re-raises it
+            result, error = None, e
+        if t.loop is None:
+            if error is None:
+                t.future.set_result(result)
+            else:
+                t.future.set_exception(error)
+        else:
+            by_loop.setdefault(t.loop, []).append((t.future, result, error))
+    for loop, outcomes in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, outcomes)
+
+
 def _run_batch(tasks: list[_Task], run: Run, params: BatchingParameters) -> None:
     """Runs one batch (padded as configured) and hands each task its rows of the outputs."""
     total = sum(t.rows for t in tasks)
     padded_rows = round_to_allowed(params.allowed_batch_sizes, total)
     if len(tasks) == 1 and padded_rows == total:
-        try:
-            tasks[0].future.set_result(run(tasks[0].inputs))
-        except BaseException as e:  # noqa: BLE001 - the waiter re-raises it
-            tasks[0].future.set_exception(e)
+        _deliver(tasks, lambda t: run(t.inputs))
         return
     try:
         merged = {}
@@ -346,13 +441,8 @@ def _run_batch(tasks: list[_Task], run: Run, params: BatchingParameters) -> None
     except Exception:  # noqa: BLE001 - one bad request must not fail the others
         outputs = None
     if outputs is None or any(o.ndim == 0 or o.shape[0] != padded_rows for o in outputs.values()):
-        for t in tasks:  # failed, or outputs without a batch dimension: each alone, unpadded
-            try:
-                t.future.set_result(run(t.inputs))
-            except BaseException as e:  # noqa: BLE001 - the waiter re-raises it
-                t.future.set_exception(e)
+        # Failed, or outputs without a batch dimension: each alone, unpadded.
+        _deliver(tasks, lambda t: run(t.inputs))
         return
-    offset = 0
-    for t in tasks:
-        t.future.set_result({k: o[offset : offset + t.rows] for k, o in outputs.items()})
-        offset += t.rows
+    offsets = dict(zip(map(id, tasks), itertools.accumulate((t.rows for t in tasks), initial=0)))
+    _deliver(tasks, lambda t: {k: o[offsets[id(t)] : offsets[id(t)] + t.rows] for k, o in outputs.items()})

@@ -273,3 +273,90 @@ def test_variable_length_inputs_are_padded_into_one_batch():
 def test_pad_to_pads_strings_with_the_first_element():
     padded = pad_to(np.array([[b"a", b"b"]], dtype=object), (3,))
     assert padded.tolist() == [[b"a", b"b", b"a"]]
+
+
+def _gather_on_a_loop(batcher: Batcher, requests: list[np.ndarray], run, timeouts: dict[int, float] | None = None):
+    """Submits every request from coroutines of one event loop (as REST does); returns each
+    result, exception, or "timeout" where `timeouts` gave that request up early."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    timeouts = timeouts or {}
+
+    async def main():
+        with ThreadPoolExecutor(1) as executor:
+
+            async def one(i):
+                try:
+                    future = batcher.submit_async(("model", 1), {"x": requests[i]}, run, executor)
+                    return await asyncio.wait_for(future, timeouts.get(i, 30))
+                except asyncio.TimeoutError:
+                    return "timeout"
+                except Exception as e:  # noqa: BLE001 - recorded for the assertion
+                    return e
+
+            return await asyncio.gather(*(one(i) for i in range(len(requests))))
+
+    return asyncio.run(main())
+
+
+def test_requests_awaited_on_a_loop_are_merged_without_a_thread_each():
+    """Eight coroutines on one loop (one thread) fill one batch and each gets its own rows."""
+    batch_sizes, threads = [], set()
+
+    def run(inputs):
+        batch_sizes.append(len(inputs["x"]))
+        threads.add(threading.current_thread().name)
+        return {"y": inputs["x"] * 2}
+
+    batcher = Batcher(BatchingParameters(max_batch_size=8, batch_timeout_micros=10_000_000, num_batch_threads=1))
+    try:
+        requests = [np.full((1, 2), i, np.float32) for i in range(8)]
+        results = _gather_on_a_loop(batcher, requests, run)
+    finally:
+        batcher.close()
+    assert batch_sizes == [8]  # closed by size, long before the 10 s timeout
+    assert all(name.startswith("batch") for name in threads)
+    for request, result in zip(requests, results):
+        np.testing.assert_array_equal(result["y"], request * 2)
+
+
+def test_a_request_given_up_on_the_loop_does_not_disturb_its_batch():
+    """One waiter times out before its batch runs; the batch still answers the others."""
+    release = threading.Event()
+
+    def run(inputs):
+        release.wait(10)
+        return {"y": inputs["x"] + 1}
+
+    batcher = Batcher(BatchingParameters(max_batch_size=3, batch_timeout_micros=10_000_000, num_batch_threads=1))
+    threading.Timer(0.5, release.set).start()
+    try:
+        results = _gather_on_a_loop(batcher, [np.array([1.0]), np.array([2.0]), np.array([3.0])], run, {1: 0.05})
+    finally:
+        batcher.close()
+    np.testing.assert_array_equal(results[0]["y"], [2.0])
+    assert results[1] == "timeout"
+    np.testing.assert_array_equal(results[2]["y"], [4.0])
+
+
+def test_loop_requests_split_into_execution_batches_and_failures_stay_their_own():
+    def run(inputs):
+        if (inputs["x"] < 0).any():
+            raise ValueError("negative input")
+        return {"y": inputs["x"] * 10}
+
+    params = BatchingParameters(
+        max_batch_size=8, batch_timeout_micros=1000, enable_large_batch_splitting=True, max_execution_batch_size=2
+    )
+    batcher = Batcher(params)
+    try:
+        big = np.arange(5, dtype=np.float32)
+        results = _gather_on_a_loop(batcher, [big, np.array([-1.0], np.float32), np.zeros(9, np.float32)], run)
+    finally:
+        batcher.close()
+    np.testing.assert_array_equal(results[0]["y"], big * 10)  # three pieces, joined in order
+    assert isinstance(results[1], ValueError)
+    assert isinstance(results[2], ServingError) and "Task size 9 is larger than maximum input batch size 8" in str(
+        results[2]
+    )

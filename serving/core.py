@@ -10,6 +10,9 @@ replay requests on a version before it is AVAILABLE.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from concurrent.futures import Executor
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -76,6 +79,25 @@ def _signature_debug(signature: meta_graph_pb2.SignatureDef) -> str:
     return text_format.MessageToString(signature)
 
 
+@dataclasses.dataclass(frozen=True)
+class PredictPlan:
+    """A checked Predict, ready to run: the servable, signature, input arrays and output aliases."""
+
+    servable: Servable
+    signature: str
+    inputs: Mapping[str, np.ndarray]
+    output_keys: Sequence[str]
+
+    def answered(self, spec: model_pb2.ModelSpec) -> None:
+        """Fills the response's ModelSpec with the version and signature that answered."""
+        _set_model_spec(spec, self.servable, self.signature)
+
+
+def _batch_key(servable: Servable, signature: str, output_keys: Sequence[str]) -> tuple:
+    """Requests batch together only on the same loaded version, signature and outputs."""
+    return (servable.name, servable.version, id(servable), signature, tuple(output_keys))
+
+
 class ServingCore:
     """Runs requests against the servables of a ModelManager."""
 
@@ -124,10 +146,22 @@ class ServingCore:
         if self._batcher is None or servable.batching is None:
             outputs = run(inputs)
         else:
-            key = (servable.name, servable.version, id(servable), signature, tuple(output_keys))
-            outputs = self._batcher.run(key, inputs, run, servable.batching)
+            outputs = self._batcher.run(_batch_key(servable, signature, output_keys), inputs, run, servable.batching)
         check_deadline(deadline)
         return outputs
+
+    def run_async(self, plan: PredictPlan, executor: Executor) -> asyncio.Future:
+        """A checked predict as an asyncio Future of the running loop: batched requests wait on the
+        loop (no thread parked per request), others run in `executor`."""
+
+        def run(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return plan.servable.run(plan.signature, batch, plan.output_keys)
+
+        servable = plan.servable
+        if self._batcher is None or servable.batching is None:
+            return asyncio.get_running_loop().run_in_executor(executor, run, plan.inputs)
+        key = _batch_key(servable, plan.signature, plan.output_keys)
+        return self._batcher.submit_async(key, plan.inputs, run, executor, servable.batching)
 
     # ------------------------------------------------------------- predict
 
@@ -151,6 +185,20 @@ class ServingCore:
         fills ``response_spec`` with the servable and signature that answered. ``arrays``, when
         given, are the inputs already as numpy (REST's fast path), used instead of
         ``request.inputs``."""
+        plan = self.plan_predict(request, deadline, servable, arrays)
+        outputs = self._run(plan.servable, plan.signature, plan.inputs, plan.output_keys, deadline)
+        plan.answered(response_spec)
+        return outputs
+
+    def plan_predict(
+        self,
+        request: predict_pb2.PredictRequest,
+        deadline: Deadline | None = None,
+        servable: Servable | None = None,
+        arrays: Mapping[str, np.ndarray] | None = None,
+    ) -> PredictPlan:
+        """Every check of a Predict (TF Serving's order and wording) and its inputs as arrays,
+        without running it."""
         servable = servable or self.servable(request.model_spec)
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         if name not in servable.signature_defs:
@@ -206,9 +254,7 @@ class ServingCore:
             if alias in seen:
                 raise ServingError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {clip(alias)}")
             seen.add(alias)
-        outputs = self._run(servable, name, inputs, output_keys, deadline)
-        _set_model_spec(response_spec, servable, name)
-        return outputs
+        return PredictPlan(servable, name, inputs, output_keys)
 
     # ------------------------------------------------- classify / regress
 

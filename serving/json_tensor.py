@@ -13,7 +13,7 @@ import binascii
 import enum
 import json
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
@@ -613,15 +613,44 @@ def format_decimal(value: float, double: bool) -> str:
     return text
 
 
+def format_decimals(array: np.ndarray) -> list[str]:
+    """`format_decimal` of every value of a float array, flattened in C order: the "%g" texts
+    are parsed back in one numpy call, and only values that do not round-trip are redone."""
+    values = array.ravel()
+    double = array.dtype == np.float64
+    finite = np.isfinite(values)
+    if not finite.all():  # NaN and infinities: rare, one by one
+        return [format_decimal(v, double) for v in values.tolist()]
+    texts = [f"{v:g}" for v in values.tolist()]
+    wide = values.astype(np.float64)
+    parsed = np.array(texts, dtype=np.float64)
+    if not double:
+        parsed = parsed.astype(np.float32).astype(np.float64)
+    for i in np.flatnonzero(parsed != wide).tolist():
+        texts[i] = f"{float(wide[i]):.{17 if double else 9}g}"
+    return [t if "." in t or "e" in t else t + ".0" for t in texts]
+
+
+def value_texts(array: np.ndarray, as_bytes: bool) -> list[str]:
+    """Every value of a tensor as JSON text, flattened in C order."""
+    if array.dtype.kind == "f":
+        return format_decimals(array)
+    return [_write_scalar(v, array.dtype, as_bytes) for v in array.ravel().tolist()]
+
+
+def nest(texts: Sequence[str], shape: Sequence[int]) -> str:
+    """Flat value texts as nested JSON lists of `shape` (a scalar for shape ())."""
+    if not shape:
+        return texts[0]
+    if len(shape) == 1:
+        return "[" + ", ".join(texts) + "]"
+    step = math.prod(shape[1:])
+    return "[" + ", ".join(nest(texts[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])) + "]"
+
+
 def _write_values(array: np.ndarray, as_bytes: bool) -> str:
     """A (sub)tensor as JSON text, nesting lists by its shape."""
-    return _write_nested(array.tolist(), array.dtype, as_bytes)
-
-
-def _write_nested(value: Any, dtype: np.dtype, as_bytes: bool) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(_write_nested(v, dtype, as_bytes) for v in value) + "]"
-    return _write_scalar(value, dtype, as_bytes)
+    return nest(value_texts(array, as_bytes), array.shape)
 
 
 def _write_scalar(value: Any, dtype: np.dtype, as_bytes: bool) -> str:
@@ -672,10 +701,14 @@ def make_json_from_tensors(outputs: Mapping[str, np.ndarray], fmt: Format) -> st
                 f"Tensor name: {name} has inconsistent batch size: " f"{array.shape[0]} expecting: {batch}",
             )
         batch = array.shape[0]
-    lists = {n: outputs[n].tolist() for n in names}
+    texts = {n: value_texts(outputs[n], _is_bytes_output(n, outputs[n])) for n in names}
     rows = []
     for i in range(batch):
-        items = [_write_nested(lists[n][i], outputs[n].dtype, _is_bytes_output(n, outputs[n])) for n in names]
+        items = []
+        for n in names:
+            shape = outputs[n].shape[1:]
+            step = math.prod(shape)
+            items.append(nest(texts[n][i * step : (i + 1) * step], shape))
         if many:
             rows.append("{" + ", ".join(f"{json.dumps(n)}: {v}" for n, v in zip(names, items)) + "}")
         else:

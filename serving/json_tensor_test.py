@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from google.protobuf import text_format
 from tensorflow.core.framework import tensor_pb2, types_pb2
@@ -381,3 +382,21 @@ def test_value_count_bounds_the_values_before_parsing():
 )
 def test_overflow_precheck_is_conservative(number, may_overflow):
     assert json_tensor._may_overflow_double(f'{{"a": [{number}]}}'.encode()) is may_overflow
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_vectorized_float_writing_equals_value_by_value(dtype):
+    """format_decimals (one numpy parse for the whole tensor) writes exactly what format_decimal
+    writes for each value: random values over many magnitudes, integers, signed zeros, the
+    values next to them, and tensors holding NaN and infinities."""
+    rng = np.random.default_rng(12)
+    wide = rng.standard_normal(4000) * 10.0 ** rng.integers(-40, 40, 4000)
+    special = [0.0, -0.0, 1.0, -3.0, 1e6, 123456789.0, 0.1, 1 / 3, 2.5e-8, 1e-45, 3.4e38, 65504.0]
+    values = np.concatenate([wide, special]).astype(dtype)
+    values = values[np.isfinite(values)]
+    values = np.concatenate([values, np.nextafter(values, np.inf, dtype=dtype)])
+    double = dtype == np.float64
+    assert json_tensor.format_decimals(values) == [format_decimal(float(v), double) for v in values]
+    odd = np.array([[1.5, np.nan], [np.inf, -np.inf]], dtype)
+    assert json_tensor.format_decimals(odd) == ["1.5", "NaN", "Infinity", "-Infinity"]
+    assert json_tensor.nest(json_tensor.format_decimals(odd), odd.shape) == "[[1.5, NaN], [Infinity, -Infinity]]"
