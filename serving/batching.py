@@ -17,6 +17,7 @@ session_bundle_config_pb2), so every field TF Serving knows is accepted.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -24,7 +25,7 @@ import logging
 import re
 import threading
 import time
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any, Awaitable, Callable, Mapping
 
 import numpy as np
@@ -238,19 +239,26 @@ class _Queue:
 class Batcher:
     """Merges concurrent requests that share a key into batched runs.
 
-    `run` blocks its thread until the batch has run (gRPC, warmup); `submit_async` returns an
-    asyncio Future instead, so a REST request waits on the event loop and parks no thread: a
-    finished batch wakes each loop once for all of its requests.
+    As TF Serving's SharedBatchScheduler: `num_batch_threads` threads take batches themselves:
+    a closed (full) batch first, oldest first; else the open batch whose timeout passed longest
+    ago, closing it then. So a batch whose timeout passes while every thread is busy stays open
+    and keeps growing until a thread is free to run it, and no thread stands between the
+    timeout and the run. `run` blocks its thread until the batch has run (gRPC, warmup);
+    `submit_async` returns an asyncio Future instead, so a REST request waits on the event loop
+    and parks no thread: a finished batch wakes each loop once for all of its requests.
     """
 
     def __init__(self, params: BatchingParameters) -> None:
         self._params = params
-        self._pool = ThreadPoolExecutor(params.num_batch_threads, thread_name_prefix="batch")
         self._queues: dict[tuple, _Queue] = {}
+        self._ready: collections.deque[tuple[_Queue, list[_Task], Run]] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._scheduler = threading.Thread(target=self._schedule, name="batch-scheduler", daemon=True)
-        self._scheduler.start()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"batch-{i}", daemon=True) for i in range(params.num_batch_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def run(
         self, key: tuple, inputs: Mapping[str, np.ndarray], run: Run, params: BatchingParameters | None = None
@@ -313,48 +321,62 @@ class Batcher:
                 if queue.waiting + (1 if queue.open else 0) >= params.max_enqueued_batches:
                     raise ServingError(Code.UNAVAILABLE, QUEUE_FULL_MESSAGE)
                 if queue.open:
-                    self._dispatch(queue)
+                    self._close(queue)
                 queue.run = run
                 queue.deadline = time.monotonic() + params.batch_timeout_micros / 1e6
-                self._cond.notify()  # a new deadline for the scheduler; joining a batch needs none
+                self._cond.notify_all()  # a new deadline: idle threads wait for the earliest one
             queue.open.append(task)
             queue.rows += n
             if queue.rows >= limit:
-                self._dispatch(queue)
+                self._close(queue)
         return future
 
-    def _dispatch(self, queue: _Queue) -> None:
-        """Closes the open batch of `queue` and hands it to a batch thread (lock held)."""
-        tasks, queue.open, queue.rows = queue.open, [], 0
+    def _close(self, queue: _Queue, wake: bool = True) -> None:
+        """Closes the open batch of `queue`; it waits for a free batch thread, one of which is
+        woken unless `wake` is False (the caller is a free batch thread) (lock held)."""
+        self._ready.append((queue, queue.open, queue.run))
+        queue.open, queue.rows = [], 0
         queue.waiting += 1
-        self._pool.submit(self._execute, queue, tasks, queue.run)
+        if wake:
+            self._cond.notify()
 
-    def _schedule(self) -> None:
-        with self._cond:
-            while not self._closed:
+    def _next_batch(self) -> tuple[_Queue, list[_Task], Run] | None:
+        """The batch a free thread runs next, waiting until there is one; None once closed and
+        drained (lock held)."""
+        while True:
+            if not self._ready:
                 now = time.monotonic()
-                for queue in self._queues.values():
-                    if queue.open and queue.deadline <= now:
-                        self._dispatch(queue)
-                deadlines = [q.deadline for q in self._queues.values() if q.open]
-                self._cond.wait(max(0.0, min(deadlines) - now) if deadlines else None)
-
-    def _execute(self, queue: _Queue, tasks: list[_Task], run: Run) -> None:
-        with self._cond:
+                open_queues = [q for q in self._queues.values() if q.open]
+                due = min(open_queues, key=lambda q: q.deadline, default=None)
+                if due is not None and (due.deadline <= now or self._closed):
+                    self._close(due, wake=False)
+                elif self._closed:
+                    return None
+                else:
+                    self._cond.wait(max(0.0, due.deadline - now) if due is not None else None)
+                    continue
+            queue, tasks, run = self._ready.popleft()
             queue.waiting -= 1
             if not queue.open and not queue.waiting:  # idle: drop it (and its servable reference)
                 self._queues.pop(queue.key, None)
-        _run_batch(tasks, run, queue.params)
+            return queue, tasks, run
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._next_batch()
+            if batch is None:
+                return
+            queue, tasks, run = batch
+            _run_batch(tasks, run, queue.params)
 
     def close(self) -> None:
+        """Runs what is queued, then stops the batch threads."""
         with self._cond:
             self._closed = True
-            for queue in self._queues.values():
-                if queue.open:
-                    self._dispatch(queue)
-            self._cond.notify()
-        self._scheduler.join()
-        self._pool.shutdown(wait=True)
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
 
 
 def _pieces(

@@ -42,6 +42,7 @@ from serving.request_checks import (
 )
 from serving.servable import Servable
 from serving.status import Code, ServingError, clip
+from serving.tensor_proto import fill_proto, to_array
 
 DEFAULT_SIGNATURE = "serving_default"
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -101,10 +102,18 @@ def _batch_key(servable: Servable, signature: str, output_keys: Sequence[str]) -
 class ServingCore:
     """Runs requests against the servables of a ModelManager."""
 
-    def __init__(self, manager: ModelManager, batcher: Batcher | None = None, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        batcher: Batcher | None = None,
+        limits: Limits | None = None,
+        tensor_content: bool = False,
+    ) -> None:
         self.manager = manager
         self._batcher = batcher
         self.limits = limits or Limits()
+        # --enable_serialization_as_tensor_content: Predict outputs as tensor_content, not typed fields.
+        self.tensor_content = tensor_content
 
     # ------------------------------------------------------------ lookups
 
@@ -150,6 +159,14 @@ class ServingCore:
         check_deadline(deadline)
         return outputs
 
+    def batches(self, plan: PredictPlan) -> bool:
+        """Whether this plan's servable runs its requests through the batcher."""
+        return self._batcher is not None and plan.servable.batching is not None
+
+    def run_plan(self, plan: PredictPlan, deadline: Deadline | None = None) -> dict[str, np.ndarray]:
+        """Runs a checked predict on the calling thread (batched, if its servable is)."""
+        return self._run(plan.servable, plan.signature, plan.inputs, plan.output_keys, deadline)
+
     def run_async(self, plan: PredictPlan, executor: Executor) -> asyncio.Future:
         """A checked predict as an asyncio Future of the running loop: batched requests wait on the
         loop (no thread parked per request), others run in `executor`."""
@@ -157,11 +174,10 @@ class ServingCore:
         def run(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             return plan.servable.run(plan.signature, batch, plan.output_keys)
 
-        servable = plan.servable
-        if self._batcher is None or servable.batching is None:
+        if not self.batches(plan):
             return asyncio.get_running_loop().run_in_executor(executor, run, plan.inputs)
-        key = _batch_key(servable, plan.signature, plan.output_keys)
-        return self._batcher.submit_async(key, plan.inputs, run, executor, servable.batching)
+        key = _batch_key(plan.servable, plan.signature, plan.output_keys)
+        return self._batcher.submit_async(key, plan.inputs, run, executor, plan.servable.batching)
 
     # ------------------------------------------------------------- predict
 
@@ -170,7 +186,7 @@ class ServingCore:
     ) -> predict_pb2.PredictResponse:
         response = predict_pb2.PredictResponse()
         for alias, array in self.predict_arrays(request, response.model_spec, deadline, servable).items():
-            response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
+            fill_proto(response.outputs[alias], array, self.tensor_content)
         return response
 
     def predict_arrays(
@@ -186,7 +202,7 @@ class ServingCore:
         given, are the inputs already as numpy (REST's fast path), used instead of
         ``request.inputs``."""
         plan = self.plan_predict(request, deadline, servable, arrays)
-        outputs = self._run(plan.servable, plan.signature, plan.inputs, plan.output_keys, deadline)
+        outputs = self.run_plan(plan, deadline)
         plan.answered(response_spec)
         return outputs
 
@@ -230,7 +246,7 @@ class ServingCore:
                 inputs[alias] = arrays[alias]
                 continue
             try:
-                inputs[alias] = tf.make_ndarray(request.inputs[alias])
+                inputs[alias] = to_array(request.inputs[alias])
             except Exception as e:  # noqa: BLE001 - malformed TensorProto from a client
                 raise ServingError(
                     Code.INVALID_ARGUMENT,

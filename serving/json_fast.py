@@ -69,11 +69,16 @@ def _as_input(value: Any, dtype: int) -> np.ndarray | None:
     return None
 
 
+def may_be_numeric(body: bytes) -> bool:
+    """False when the body holds something the fast path never takes (a cheap scan, first)."""
+    return not any(marker in body for marker in _NOT_NUMERIC)
+
+
 def parse_numeric_predict(body: bytes, get_inputs: Callable[[str], TensorInfoMap]) -> NumericPredict | None:
     """The signature name and input arrays of a numeric predict body for a one-input signature,
     or None to use the exact path. Errors `get_inputs` raises propagate: the exact path would
     raise the same ones at the same step."""
-    if any(marker in body for marker in _NOT_NUMERIC):
+    if not may_be_numeric(body):
         return None
     try:
         doc = orjson.loads(body)

@@ -170,7 +170,13 @@ class InFlightLimiter:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._counts: dict[str, int] = {}
+        self._total = 0
         self._lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        """Requests in flight over all models (1: the caller's own is the only one)."""
+        return self._total
 
     def acquire(self, model: str) -> None:
         """Takes a slot of `model`, or raises UNAVAILABLE when all are taken."""
@@ -183,10 +189,12 @@ class InFlightLimiter:
                     f"{self._limit} (--max_in_flight_requests_per_model); retry later",
                 )
             self._counts[model] = count + 1
+            self._total += 1
 
     def release(self, model: str) -> None:
         with self._lock:
             self._counts[model] -= 1
+            self._total -= 1
             if not self._counts[model]:
                 del self._counts[model]
 

@@ -4,8 +4,7 @@ exported at /monitoring/prometheus/metrics like TF Serving's monitoring endpoint
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
-from typing import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -19,11 +18,26 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class RequestOutcome:
-    """Filled in by the handler while the request runs: the version served and the status."""
+    """Filled in by the handler while the request runs: the version served and the status.
+    As a context manager (`Metrics.track`) it counts the request and observes its latency
+    when the block ends."""
 
-    def __init__(self) -> None:
+    __slots__ = ("version", "status", "_metrics", "_labels", "_start")
+
+    def __init__(self, metrics: Metrics | None = None, labels: tuple[str, str, str] = ("", "", "")) -> None:
         self.version = ""
         self.status = "OK"
+        self._metrics = metrics
+        self._labels = labels
+        self._start = 0.0
+
+    def __enter__(self) -> RequestOutcome:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._metrics is not None:
+            self._metrics.record(self._labels, self.version, self.status, time.perf_counter() - self._start)
 
 
 class Metrics:
@@ -64,18 +78,26 @@ class Metrics:
             ("model_path", "status"),
             registry=self.registry,
         )
+        self._series: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
-    @contextmanager
-    def track(self, model_name: str, api: str, entrypoint: str) -> Iterator[RequestOutcome]:
-        """Counts one request and observes its latency when the block ends."""
-        outcome = RequestOutcome()
-        start = time.perf_counter()
-        try:
-            yield outcome
-        finally:
-            labels = (model_name, outcome.version, api, entrypoint)
-            self.request_latency.labels(*labels).observe(time.perf_counter() - start)
-            self.request_count.labels(*labels, outcome.status).inc()
+    def track(self, model_name: str, api: str, entrypoint: str) -> RequestOutcome:
+        """A context manager that counts one request and observes its latency when it ends."""
+        return RequestOutcome(self, (model_name, api, entrypoint))
+
+    def record(self, labels: tuple[str, str, str], version: str, status: str, seconds: float) -> None:
+        """One finished request. The labelled series are looked up once per label set (the
+        sets are few: configured model names, loaded versions, APIs, status codes)."""
+        key = (*labels, version, status)
+        series = self._series.get(key)
+        if series is None:
+            model_name, api, entrypoint = labels
+            names = (model_name, version, api, entrypoint)
+            series = self._series[key] = (
+                self.request_latency.labels(*names),
+                self.request_count.labels(*names, status),
+            )
+        series[0].observe(seconds)
+        series[1].inc()
 
     def observe_warmup(self, model_path: str, status: str, seconds: float, records: int) -> None:
         """One version's warmup: its wall time and how many records it replayed."""

@@ -45,6 +45,7 @@ class ServerOptions:
     grpc_max_threads: int = 4 * (os.cpu_count() or 1)
     enable_grpc_healthcheck_service: bool = False
     rest_api_enable_cors_support: bool = False
+    enable_serialization_as_tensor_content: bool = False  # gRPC Predict outputs as tensor_content
     tensorflow_intra_op_parallelism: int = 0  # 0: TensorFlow chooses
     tensorflow_inter_op_parallelism: int = 0
     display_version: bool = False
@@ -232,6 +233,14 @@ def _add_config_and_service_flags(parser: argparse.ArgumentParser) -> None:
         help="add CORS headers to REST responses",
     )
     parser.add_argument(
+        "--enable_serialization_as_tensor_content",
+        type=_bool_flag,
+        nargs="?",
+        const=True,
+        default=False,
+        help="gRPC Predict outputs in tensor_content instead of the typed value fields (float_val, ...)",
+    )
+    parser.add_argument(
         "--tensorflow_session_parallelism", type=int, default=0, help="sets both TensorFlow thread pools (0: auto)"
     )
     parser.add_argument(
@@ -322,6 +331,7 @@ def _config_and_service_options(args: argparse.Namespace) -> dict:
         grpc_max_threads=args.grpc_max_threads,
         enable_grpc_healthcheck_service=args.enable_grpc_healthcheck_service,
         rest_api_enable_cors_support=args.rest_api_enable_cors_support,
+        enable_serialization_as_tensor_content=args.enable_serialization_as_tensor_content,
         tensorflow_intra_op_parallelism=intra,
         tensorflow_inter_op_parallelism=inter,
         display_version=args.version,

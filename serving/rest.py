@@ -16,7 +16,7 @@ import logging
 import re
 import urllib.parse
 from concurrent.futures import Executor
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -34,6 +34,7 @@ from serving.core import SIGNATURE_DEF_FIELD, PredictPlan, ServingCore
 from serving.limits import Deadline, InFlightLimiter, Limits
 from serving.metrics import CONTENT_TYPE, METRICS_PATH, Metrics, RequestOutcome
 from serving.request_checks import public_message
+from serving.rest_cors import enable_cors
 from serving.status import Code, ServingError, clip
 
 PREDICTION_PATH = re.compile(
@@ -52,6 +53,9 @@ INFERENCE_VERBS = frozenset({"predict", "classify", "regress"})
 # go to the thread pool so that one request cannot stall the loop for everyone.
 LOOP_BODY_BYTES = 32 * 1024
 LOOP_OUTPUT_VALUES = 4096
+# A lone request runs its model on the event loop when the signature's latest run took at most
+# this long (one MNIST image: ~1 ms); longer runs go to a thread, so the loop stays responsive.
+INLINE_RUN_SECONDS = 0.005
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +65,31 @@ def _json_response(status: int, text: str) -> web.Response:
 
 def _error_response(error: ServingError) -> web.Response:
     return _json_response(error.http_status, json_tensor.make_json_from_error(error.message))
+
+
+async def _result_within(future: asyncio.Future, timeout: float | None, deadline: Deadline) -> Any:
+    """The result of `future` (a model run or worker) once it is done, or DEADLINE_EXCEEDED after
+    `timeout` seconds. The future itself is never cancelled (its work goes on, and callbacks on
+    it still run); the deadline is cancelled so that a worker stops at its next step."""
+    if not future.done():
+        waiter = asyncio.get_running_loop().create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        future.add_done_callback(wake)
+        timer = asyncio.get_running_loop().call_later(timeout, wake) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            future.remove_done_callback(wake)
+        if not future.done():
+            deadline.cancel()
+            raise ServingError(Code.DEADLINE_EXCEEDED, deadline.message)
+    return future.result()
 
 
 def parse_model_path(method: str, path: str) -> tuple[bool, str, int | None, str | None, str]:
@@ -151,7 +180,7 @@ class RestHandler:
         """A numeric `:predict` checked and ready to run, or None when it is not one (the thread
         path then handles it from the start). Raises what the thread path would raise for it."""
         matched, name, version, label, verb = parse_model_path("POST", path)
-        if not matched or verb != "predict":
+        if not matched or verb != "predict" or not json_fast.may_be_numeric(body):
             return None
         json_tensor.check_value_count(body, self._core.limits.max_request_elements)
         request = predict_pb2.PredictRequest(model_spec=_model_spec(name, version, label))
@@ -206,11 +235,15 @@ def create_app(
     in_flight: InFlightLimiter,
     metrics_path: str | None = METRICS_PATH,
     extra_routes: Iterable[AddRoutes] = (),
+    cors_headers: bool = False,
 ) -> web.Application:
-    """The aiohttp application: /v1/..., the Prometheus endpoint (at `metrics_path`; None: off,
-    as TF Serving without a monitoring config), then `extra_routes` (e.g. a page)."""
+    """The aiohttp application: CORS preflights (and CORS headers on every response with
+    `cors_headers`, the --rest_api_enable_cors_support flag), /v1/..., the Prometheus endpoint
+    (at `metrics_path`; None: off, as TF Serving without a monitoring config), then
+    `extra_routes` (e.g. a page)."""
     handler = RestHandler(core)
     timeout = timeout_in_ms / 1000 if timeout_in_ms > 0 else None
+    timeout_message = f"Deadline Exceeded: request took longer than {timeout_in_ms} ms"
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
         metrics.set_loaded(core.manager.loaded_versions())
@@ -241,7 +274,7 @@ def create_app(
         except BaseException:
             on_done()
             raise
-        deadline = Deadline(timeout, message=f"Deadline Exceeded: request took longer than {timeout_in_ms} ms")
+        deadline = Deadline(timeout, message=timeout_message)
         if request.method == "POST" and len(body) <= LOOP_BODY_BYTES:
             try:
                 planned = handler.plan_fast_predict(path, body)
@@ -254,28 +287,30 @@ def create_app(
             executor, handler.process, request.method, path, body, outcome, deadline
         )
         work.add_done_callback(lambda _: on_done())
-        try:
-            return _json_response(200, await asyncio.wait_for(work, timeout))
-        except asyncio.TimeoutError:
-            deadline.cancel()  # the worker stops at its next step instead of finishing unseen
-            raise ServingError(Code.DEADLINE_EXCEEDED, deadline.message) from None
+        return _json_response(200, await _result_within(work, timeout, deadline))
 
     async def run_on_loop(
         plan: PredictPlan, fmt: json_tensor.Format, outcome: RequestOutcome, deadline: Deadline, on_done: Callable
     ) -> web.Response:
-        """Awaits a planned predict's model run (batched, or in the pool) without a thread of its
-        own; `on_done` is called when the model run has finished, even after a 504."""
-        try:
-            future = core.run_async(plan, executor)
-        except BaseException:
-            on_done()
-            raise
-        future.add_done_callback(lambda _: on_done())
-        try:
-            outputs = await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
-            deadline.cancel()
-            raise ServingError(Code.DEADLINE_EXCEEDED, deadline.message) from None
+        """Runs a planned predict without a thread of its own; `on_done` is called when the model
+        run has finished, even after a 504. A request alone in the server whose signature runs
+        quickly runs right here on the loop (no hand-off to a thread and back: the loop has
+        nothing else to do, and is held for at most about INLINE_RUN_SECONDS); others await their
+        batch, or a pool thread."""
+        quick = plan.servable.last_run_seconds.get(plan.signature, INLINE_RUN_SECONDS + 1) <= INLINE_RUN_SECONDS
+        if quick and in_flight.total <= 1 and not core.batches(plan):
+            try:
+                outputs = core.run_plan(plan, deadline)
+            finally:
+                on_done()
+        else:
+            try:
+                future = core.run_async(plan, executor)
+            except BaseException:
+                on_done()
+                raise
+            future.add_done_callback(lambda _: on_done())
+            outputs = await _result_within(future, timeout, deadline)
         outcome.version = str(plan.servable.version)
         if sum(o.size for o in outputs.values()) <= LOOP_OUTPUT_VALUES:
             return _json_response(200, json_tensor.make_json_from_tensors(outputs, fmt))
@@ -319,6 +354,7 @@ def create_app(
         )
 
     app = web.Application(client_max_size=limits.max_request_bytes)
+    enable_cors(app, headers=cors_headers)
     if metrics_path is not None:
         app.router.add_route("GET", metrics_path, metrics_endpoint)
     app.router.add_route("*", "/v1/{tail:.*}", api)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -162,6 +163,9 @@ class Servable:
         self.signature_defs: Mapping[str, meta_graph_pb2.SignatureDef] = self.meta_graph.signature_def
         self._callables: dict[tuple, Callable] = {}
         self._callables_lock = threading.Lock()
+        # How long each signature's latest run took: the REST server runs a request on its event
+        # loop (no thread hand-off) only where this is short.
+        self.last_run_seconds: dict[str, float] = {}
 
     def _callable(self, feeds: tuple[str, ...], fetches: tuple[str, ...]) -> Callable:
         """The session callable for these tensor names, made on first use."""
@@ -201,10 +205,12 @@ class Servable:
         keys = list(output_keys or signature.outputs)
         fetches = tuple(sorted({signature.outputs[k].name for k in keys}))
         function = self._callable(tuple(signature.inputs[a].name for a in aliases), fetches)
+        started = time.perf_counter()
         try:
             values = dict(zip(fetches, function(*arrays)))
         except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for bad inputs
             raise error_from_tf(e) from e
+        self.last_run_seconds[signature_name] = time.perf_counter() - started
         return {key: np.asarray(values[signature.outputs[key].name]) for key in keys}
 
     def run_tensors(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> dict[str, np.ndarray]:

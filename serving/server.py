@@ -29,7 +29,6 @@ from serving.model_manager import ModelManager
 from serving.options import DEFAULT_MODEL_NAME, ServerOptions, parse_args, version_text
 from serving.rest import AddRoutes, create_app
 from serving.rest_connections import GuardedAppRunner
-from serving.rest_cors import enable_cors
 from serving.servable import Servable
 from serving.status import Code, ServingError
 from serving.warmup import run_warmup
@@ -65,7 +64,9 @@ class ModelServer:
             retries=options.load_retries,
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
         )
-        self.core = ServingCore(self.manager, self._batcher, options.limits)
+        self.core = ServingCore(
+            self.manager, self._batcher, options.limits, options.enable_serialization_as_tensor_content
+        )
         self._in_flight = InFlightLimiter(options.limits.max_in_flight_requests_per_model)
         self._executor = ThreadPoolExecutor(options.rest_api_num_threads, thread_name_prefix="rest")
         self._config_poller = (
@@ -160,8 +161,8 @@ class ModelServer:
             self._in_flight,
             metrics_path=self.options.prometheus_path,
             extra_routes=self._extra_routes,
+            cors_headers=self.options.rest_api_enable_cors_support,
         )
-        enable_cors(app, headers=self.options.rest_api_enable_cors_support)
         self._runner = GuardedAppRunner(app, self.options.limits, access_log=None, handle_signals=False)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(

@@ -418,7 +418,7 @@ def test_case6_refused_connections_do_not_flood_the_log(server):
 def test_case9_errors_carry_no_stack_or_paths(server):
     body = {"signature_name": "classify_x_to_y", "examples": [{"x": "a string, not a float"}]}
     response = post(server, "classify", body)
-    assert response.status_code == 400
+    assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error
     for leak in ("Traceback", 'File "', "site-packages", "/work/", str(Path.home()), "line "):
