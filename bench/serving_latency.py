@@ -1,5 +1,5 @@
 """Serving latency and throughput, the one serving benchmark: REST `:predict` of one image against `mnist-tfx serve` (batching off,
-on, and on with 2 `--num_server_processes`) and against the FastAPI + uvicorn peer (1 and 2
+on, and on with 2 `--num_server_processes` of cores/2 TensorFlow threads each) and against the FastAPI + uvicorn peer (1 and 2
 workers, bench/fastapi_peer.py), gRPC Predict against the same servers (load from
 bench/grpc_load.py, a separate process), beside the in-process signature call and its 32-image
 batched ceiling.
@@ -95,6 +95,8 @@ WRK_INSTALL = "wrk not found: install it (Debian/Ubuntu: `apt-get install -y wrk
 BATCH_TIMEOUT_MS = 2.0  # batch_timeout_micros of BATCHING
 MANY = 32  # connections of the throughput rows
 PROCESSES = 2  # --num_server_processes of the multi-process row
+# Its TensorFlow threads per process: the cores shared out (serving/README.md, "Sizing").
+THREADS_PER_PROCESS = max(1, (os.cpu_count() or 1) // PROCESSES)
 PEER_WORKERS = (1, 2)  # uvicorn --workers of the FastAPI peer rows
 PEER = "FastAPI peer"
 START_TIMEOUT_S = 180.0  # a server loading TensorFlow and the model on a busy machine
@@ -417,7 +419,11 @@ def main() -> None:
                     flags = (
                         ["--enable_batching", f"--batching_parameters_file={tmp / 'batching.txt'}"] if batching else []
                     )
-                    flags += [f"--num_server_processes={processes}"] if processes > 1 else []
+                    if processes > 1:
+                        flags += [
+                            f"--num_server_processes={processes}",
+                            f"--tensorflow_intra_op_parallelism={THREADS_PER_PROCESS}",
+                        ]
                     name = f"{prefix}REST, batching {'on' if batching else 'off'}"
                     name += f", {processes} processes" if processes > 1 else ""
                     servers[name] = common.start_serve(sys.executable, checkout, model.name, model.base_path, *flags)

@@ -23,6 +23,7 @@ _KNOWN_KEYS = frozenset({INSTANCES_KEY, INPUTS_KEY, SIGNATURE_KEY})
 # (which could spell a key or hide a quote).
 _NOT_NUMERIC = (b"\\", b"true", b"false", b"null")
 _FLOAT_DTYPES = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64}
+_FLOAT_MAX = {dtype: float(np.finfo(np_type).max) for dtype, np_type in _FLOAT_DTYPES.items()}
 _INT_RANGES = {
     types_pb2.DT_INT32: (np.int32, -(2**31), 2**31 - 1),
     types_pb2.DT_INT64: (np.int64, -(2**63), 2**63 - 1),
@@ -58,9 +59,10 @@ def _as_input(value: Any, dtype: int) -> np.ndarray | None:
         return None
     if dtype in _FLOAT_DTYPES:
         # Through float64 first: the exact path converts each integer with float(), then narrows.
-        with np.errstate(over="ignore"):
-            out = array.astype(np.float64, copy=False).astype(_FLOAT_DTYPES[dtype], copy=False)
-        return out if np.isfinite(out).all() else None  # overflow: the exact path decides
+        wide = array.astype(np.float64, copy=False)
+        if not np.abs(wide).max() <= _FLOAT_MAX[dtype]:  # would overflow (or NaN): the exact path decides
+            return None
+        return wide.astype(_FLOAT_DTYPES[dtype], copy=False)
     if dtype in _INT_RANGES:
         np_type, low, high = _INT_RANGES[dtype]
         if array.dtype != np.int64 or array.min() < low or array.max() > high:
