@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -207,6 +208,45 @@ def test_full_queue_answers_unavailable_at_once():
         batcher.close()
     np.testing.assert_array_equal(results[0]["y"], [0.0])
     np.testing.assert_array_equal(results[1]["y"], [1.0])
+
+
+def test_a_batch_past_its_timeout_keeps_growing_while_every_batch_thread_is_busy():
+    """As TF Serving's SharedBatchScheduler: a batch thread closes an expired batch only when it is
+    free to run it, so requests that arrive meanwhile join that batch rather than queueing one
+    small batch each behind the busy thread."""
+    started, release = threading.Event(), threading.Event()
+    sizes: list[int] = []
+
+    def run(inputs):
+        sizes.append(len(inputs["x"]))
+        if len(sizes) == 1:
+            started.set()
+            release.wait(30)
+        return {"y": inputs["x"] * 2}
+
+    batcher = Batcher(BatchingParameters(max_batch_size=8, batch_timeout_micros=1000, num_batch_threads=1))
+    results: dict[int, dict] = {}
+
+    def client(i: int) -> None:
+        results[i] = batcher.run("k", {"x": np.array([float(i)])}, run)
+
+    threads = [threading.Thread(target=client, args=(0,))]
+    try:
+        threads[0].start()
+        assert started.wait(30)  # request 0's batch holds the only batch thread
+        for i in range(1, 5):
+            threads.append(threading.Thread(target=client, args=(i,)))
+            threads[-1].start()
+            time.sleep(0.02)  # each arrives well after the previous one's 1 ms timeout
+        release.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        release.set()
+        batcher.close()
+    assert sizes == [1, 4]
+    for i in range(5):
+        np.testing.assert_array_equal(results[i]["y"], [2.0 * i])
 
 
 def test_request_over_max_batch_size_is_refused():
