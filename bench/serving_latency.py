@@ -255,9 +255,10 @@ def timed(call: Callable[[], object], per_call: int, seconds: float) -> dict[str
 def check_answers(
     answers: dict[str, str], grpc_answers: dict[str, np.ndarray], model: Model, reference: np.ndarray
 ) -> None:
-    """Our servers answered the same text; every answer (ours REST and gRPC, the peer's) matches
-    the in-process output."""
-    ours = {name: text for name, text in answers.items() if not name.startswith(PEER)}
+    """Our servers with TensorFlow's default threads answered the same text (the multi-process
+    row's one thread per process sums in another order: its last digits may differ); every answer
+    (ours REST and gRPC, the peer's) matches the in-process output."""
+    ours = {name: text for name, text in answers.items() if not name.startswith(PEER) and "processes" not in name}
     if len(set(ours.values())) != 1:
         raise SystemExit(f"servers disagree: {ours}")
     served = {name: np.asarray(rows_of(text, model), dtype=np.float32) for name, text in answers.items()}
