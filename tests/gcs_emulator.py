@@ -1,10 +1,23 @@
 """A real, local Google Cloud Storage server for tests: ``gcp-storage-emulator``, in memory, on loopback.
 
 :func:`running` starts one on a free port (a test module's fixture) and gives the environment that
-points Beam (``STORAGE_EMULATOR_HOST``) and TensorFlow's modular GCS filesystem at it. TensorFlow
-needs every one of ``TF_GCS_ENV`` set, or its plugin crashes on the first gs:// call; and it crashes
-on reads of objects over ~128 KB from this emulator, so tests keep TF-side reads small
-(../shared/ENVIRONMENT.md, "Object stores").
+points Beam (``STORAGE_EMULATOR_HOST``) and TensorFlow's modular GCS filesystem
+(``tensorflow-io-gcs-filesystem``; TensorFlow's built-in one cannot be pointed anywhere but Google)
+at it. TensorFlow needs every one of ``TF_GCS_ENV`` set, or its plugin crashes on the first gs://
+call (../shared/ENVIRONMENT.md, "Object stores").
+
+Two bugs of that plugin (0.37.1) showed here as crashes on reads; neither is in this project's code:
+
+- Reads of objects over ~150 KB overflowed a 16 KiB buffer inside its GCS client. Real GCS, over
+  TLS, never hands that client more than 16 KiB at once; the emulator on plain HTTP did. The
+  emulator runs through tests/gcs_emulator_server.py, which sends bodies 16 KiB at a time.
+- With its block cache off (``GCS_READ_CACHE_MAX_SIZE_MB=0``), a file reads through a one-block
+  buffer whose hit test (``offset < buffer_end && buffer_start`` in its gcs_filesystem.cc, where
+  TensorFlow's own GCS filesystem has ``offset >= buffer_start``) serves a read *before* the buffered
+  block from memory before the buffer. A checkpoint or SavedModel reads its index footer first, then
+  earlier blocks, so it failed with "block checksum mismatch" or SIGSEGV. ``TF_GCS_ENV`` turns the
+  block cache on, which reads through a correct path; ``GCS_STAT_CACHE_MAX_AGE=0`` makes every read
+  re-check the object's generation, so an overwritten object is never served from the cache.
 """
 
 from __future__ import annotations
@@ -12,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,12 +33,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 BUCKET = "mnist-tfx-test"
 START_TIMEOUT_S = 60.0
 TF_GCS_ENV = {
     "TF_USE_MODULAR_FILESYSTEM": "true",
     "GCS_READ_CACHE_BLOCK_SIZE_MB": "16",
-    "GCS_READ_CACHE_MAX_SIZE_MB": "0",
+    "GCS_READ_CACHE_MAX_SIZE_MB": "64",  # the block cache on: its read path is the correct one (above)
     "GCS_READ_CACHE_MAX_STALENESS": "0",
     "GCS_STAT_CACHE_MAX_AGE": "0",
     "GCS_STAT_CACHE_MAX_ENTRIES": "0",
@@ -78,13 +91,13 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def running(log_dir: Path) -> Iterator[Gcs]:
     """A fresh in-memory emulator with one bucket, stopped on leaving; its output in ``log_dir``."""
-    executable = shutil.which("gcp-storage-emulator", path=str(Path(sys.executable).parent))
-    assert executable, "gcp-storage-emulator is not installed (the test extra of pyproject.toml)"
     port = _free_port()
     log = log_dir / "emulator.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [executable, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", f"--default-bucket={BUCKET}"],
+            [sys.executable, "-m", "tests.gcs_emulator_server", "start", "--host=127.0.0.1", f"--port={port}"]
+            + ["--in-memory", f"--default-bucket={BUCKET}"],
+            cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

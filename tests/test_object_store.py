@@ -97,6 +97,38 @@ def test_push_to_gs_is_tf_serving_layout_and_an_interrupted_push_shows_no_loadab
     assert all(data == (HALF_PLUS_TWO / name).read_bytes() for name, data in files.items())
 
 
+# TensorFlow writes to and reads back from gs:// (argv[1]): a 1 MB object whole and from offsets, and a
+# checkpoint of a 6.4 MB variable (its index is read footer first, then backwards). Each of these
+# crashed the process before tests/gcs_emulator.py's two corrections.
+TF_READS_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+root = sys.argv[1]
+data = np.random.default_rng(0).bytes(1_000_000)
+with tf.io.gfile.GFile(root + "/blob", "wb") as f:
+    f.write(data)
+assert tf.io.gfile.GFile(root + "/blob", "rb").read() == data
+with tf.io.gfile.GFile(root + "/blob", "rb") as f:
+    for offset in (900_000, 5, 200_000):
+        f.seek(offset)
+        assert f.read(300_000) == data[offset : offset + 300_000], offset
+weights = tf.Variable(tf.random.normal([1600, 1000], seed=1))
+path = tf.train.Checkpoint(weights=weights).write(root + "/ckpt/weights")
+restored = tf.Variable(tf.zeros([1600, 1000]))
+tf.train.Checkpoint(weights=restored).read(path).assert_consumed()
+assert np.array_equal(restored.numpy(), weights.numpy())
+print("read back", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_tensorflow_reads_large_objects_and_checkpoints_back_from_gs(gcs: Gcs) -> None:
+    done = _run(gcs, "-c", TF_READS_SCRIPT, gcs.uri("tf-reads"))
+    assert done.returncode == 0 and done.stdout == "read back\n", (done.returncode, done.stderr[-3000:])
+    assert len(gcs.objects("tf-reads/blob")["tf-reads/blob"]) == 1_000_000
+
+
 @pytest.mark.slow
 def test_data_dest_gs_uploads_the_verified_files_whole(gcs: Gcs, tmp_path: Path) -> None:
     mnist_tfx = str(Path(sys.executable).parent / "mnist-tfx")
