@@ -1,98 +1,126 @@
-"""``gcp-storage-emulator``'s command line, with response bodies handed to the client as GCS hands them.
+"""``gcp-storage-emulator``'s command line, with four differences from real GCS corrected.
 
-Run as ``python -m tests.gcs_emulator_server start …`` (the emulator's own arguments); tests/gcs_emulator.py does.
+Run as ``python -m tests.gcs_emulator_server --tls-cert=PEM start …`` (then the emulator's own
+arguments); tests/gcs_emulator.py does, with a certificate from a test CA made for the run.
 
-The emulator's deviation from GCS, corrected so TensorFlow's client works. GCS is reached over TLS,
-so a client's socket read returns at most one TLS record: 16 KiB of a download at a time. The
-emulator is plain HTTP on loopback and writes a body in one piece, so the client's libcurl hands up
-to its whole receive buffer (128 KiB here) to one write callback. The GCS client inside
-``tensorflow-io-gcs-filesystem`` 0.37.1 (google-cloud-cpp 1.21, ``CurlDownloadRequest::WriteCallback``)
-copies what does not fit the caller's buffer into a spill buffer of ``CURL_MAX_WRITE_SIZE`` (16 KiB)
-without a bounds check. Every download starts with a 128 KiB read (the stream's first ``peek``), so
-a callback that crosses that 128 KiB mark with more than 16 KiB to spare overflows the heap, and
-the process dies in ``free()`` or with SIGSEGV: a 170,000-byte object arrived as 128,000 + 42,000
-bytes. Real GCS never triggers this; the emulator did for objects over about 150 KB.
+The emulator's deviations from GCS, corrected so TensorFlow's own GCS filesystem works against it:
 
-The correction: a body over 16 KiB goes out 16 KiB at a time, each piece only once the client has
-read the one before (the kernel's socket diagnostics report its receive queue empty), so each socket
-read, and each write callback, gets at most 16 KiB, as from a TLS connection. Headers, status codes
-and bytes are the emulator's own (``Content-Length`` included: the TensorFlow plugin reads exactly
-that many bytes, so chunked encoding would not do). Linux only, as the tests are.
+1. **HTTPS on GCS's host names.** TensorFlow's built-in ``gs://`` filesystem (the one ``mnist-tfx``
+   uses on a real bucket) always calls ``https://www.googleapis.com`` and reads objects from
+   ``https://storage.googleapis.com``. It reaches this emulator through ``HTTPS_PROXY``: the
+   emulator answers ``CONNECT`` for those two hosts (and refuses any other), then serves the tunnel
+   over TLS with ``PEM`` (trusted by the client through ``CURL_CA_BUNDLE``). URLs it hands out on
+   such a connection (a resumable upload's ``Location``) are ``https://``, as GCS's are.
+2. **Chunked request bodies.** TensorFlow uploads with ``Transfer-Encoding: chunked`` *and* a
+   ``Content-Length``; the emulator read ``Content-Length`` bytes of the raw chunks and stored the
+   chunk framing inside the object. HTTP (RFC 9112, section 6.3) and GCS decode the chunks.
+3. **Empty objects.** An upload with ``uploadType=media`` and no body (TensorFlow's directory marker,
+   an object named ``dir/``) made the emulator's handler fail on ``len(None)`` and close the
+   connection without an answer; GCS stores an empty object.
+4. **HTTP/1.1**, so ``Expect: 100-continue`` is answered at once (curl waits a second for it on
+   every upload otherwise). Each connection still carries one request (``Connection: close``): the
+   emulator serves one connection at a time.
 """
 
 from __future__ import annotations
 
-import socket
-import struct
+import socketserver
+import ssl
 import sys
-import time
+from collections.abc import Callable
 
 from gcp_storage_emulator import server
 from gcp_storage_emulator.__main__ import main
+from gcp_storage_emulator.handlers import objects
 
-PIECE_BYTES = 16 * 1024  # the largest TLS record payload
-PIECE_TIMEOUT_S = 60.0  # a client that stops reading for this long gets the rest without pacing
-POLL_S = 0.0002
-
-# Linux sock_diag (linux/sock_diag.h, linux/inet_diag.h): ask the kernel for one TCP socket's queues.
-NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST = 1
-NLMSG_ERROR = 2
-NLMSG_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
-DIAG_REQUEST = struct.Struct("=BBBxI")  # inet_diag_req_v2 before its socket id: family, protocol, ext, states
-DIAG_QUEUES_AT = NLMSG_HEADER.size + 4 + 48 + 4  # inet_diag_msg: 4 bytes, socket id, expires; then rqueue, wqueue
-NO_COOKIE = 0xFFFFFFFF
+GCS_HOSTS = {"www.googleapis.com:443", "storage.googleapis.com:443"}  # what TensorFlow's filesystem calls
+TLS_CERT_FLAG = "--tls-cert="
 
 
-def _socket_id(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
-    """An ``inet_diag_sockid`` for an IPv4 connection, without a cookie."""
-    ports = struct.pack(">HH", source[1], destination[1])
-    addresses = socket.inet_aton(source[0]).ljust(16, b"\0") + socket.inet_aton(destination[0]).ljust(16, b"\0")
-    return ports + addresses + struct.pack("=III", 0, NO_COOKIE, NO_COOKIE)
+def _connect(handler: server.RequestHandler, tls: ssl.SSLContext) -> None:
+    """``CONNECT``: the tunnel to GCS's host, answered here over TLS; any other host is refused."""
+    if handler.path not in GCS_HOSTS:
+        handler.send_error(403, f"this emulator only stands in for {sorted(GCS_HOSTS)}")
+        return
+    handler.send_response(200, "Connection established")
+    handler.end_headers()
+    handler.connection = tls.wrap_socket(handler.connection, server_side=True)
+    handler.rfile = handler.connection.makefile("rb", handler.rbufsize)
+    handler.wfile = socketserver._SocketWriter(handler.connection)
+    handler.close_connection = False  # the next request comes through the tunnel
+    handler.over_tls = True
 
 
-def _queues(diag: socket.socket, source: tuple[str, int], destination: tuple[str, int]) -> tuple[int, int] | None:
-    """The (unread, unacknowledged) bytes of the TCP socket ``source`` → ``destination``; None when it is gone."""
-    body = DIAG_REQUEST.pack(socket.AF_INET, socket.IPPROTO_TCP, 0, 0xFFFFFFFF) + _socket_id(source, destination)
-    diag.send(NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 0, 0) + body)
-    reply = diag.recv(65536)
-    if NLMSG_HEADER.unpack_from(reply)[1] == NLMSG_ERROR:
-        return None
-    return struct.unpack_from("=II", reply, DIAG_QUEUES_AT)
+def _read_raw_data(handler: server.RequestHandler) -> bytes | None:
+    """The request body: chunked framing decoded first (it overrides ``Content-Length``), else that many bytes."""
+    if (handler.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+        body = b""
+        while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            body += handler.rfile.read(size)
+            handler.rfile.readline()
+        while handler.rfile.readline().strip():  # trailer fields, up to the blank line
+            pass
+        return body
+    length = handler.headers.get("Content-Length")
+    return handler.rfile.read(int(length)) if length else None
 
 
-def _taken(diag: socket.socket, ours: tuple[str, int], theirs: tuple[str, int]) -> bool:
-    """Whether everything written so far reached the client's socket and the client read it."""
-    sent, client = _queues(diag, ours, theirs), _queues(diag, theirs, ours)
-    return sent is None or client is None or (sent[1] == 0 and client[0] == 0)
+def _empty_body_is_empty(media_upload: Callable[..., None]) -> Callable[..., None]:
+    """``objects._media_upload``, with a missing body read as zero bytes."""
+
+    def upload(request: server.Request, response: server.Response, storage: object) -> None:
+        if request.data is None:
+            request._data = b""
+        media_upload(request, response, storage)
+
+    return upload
 
 
-def _send_body(handler: server.server.BaseHTTPRequestHandler, content: bytes) -> None:
-    """Writes ``content`` ``PIECE_BYTES`` at a time, each after the client has read the previous one."""
-    ours, theirs = handler.connection.getsockname(), handler.client_address
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
-        paced = True
-        for start in range(0, len(content), PIECE_BYTES):
-            deadline = time.monotonic() + PIECE_TIMEOUT_S
-            while paced and start and not _taken(diag, ours, theirs):
-                paced = time.monotonic() < deadline
-                time.sleep(POLL_S)
-            handler.wfile.write(content[start : start + PIECE_BYTES])
+def _https_urls(init: Callable[..., None]) -> Callable[..., None]:
+    """``Request.__init__``, with the URLs it builds on a TLS tunnel made ``https://``."""
+
+    def request_init(self: server.Request, handler: server.RequestHandler, method: str) -> None:
+        init(self, handler, method)
+        if getattr(handler, "over_tls", False):
+            self._base_url = self._base_url.replace("http://", "https://", 1)
+            self._full_url = self._full_url.replace("http://", "https://", 1)
+
+    return request_init
 
 
-def _close(self: server.Response) -> None:
-    """``Response.close`` as the emulator has it, the body written by ``_send_body``."""
-    self._handler.send_response(self.status.value, self.status.phrase)
-    for key, value in self._headers.items():
-        self._handler.send_header(key, value)
-    content = self._content.encode("utf-8") if isinstance(self._content, str) else self._content
-    self._handler.send_header("Content-Length", str(len(content)))
-    self._handler.end_headers()
-    _send_body(self._handler, content)
+def _one_request_per_connection(end_headers: Callable[..., None]) -> Callable[..., None]:
+    """``end_headers``, with ``Connection: close`` on every response but a ``CONNECT``'s."""
+
+    def with_close(self: server.RequestHandler) -> None:
+        if not getattr(self, "_connecting", False):
+            self.send_header("Connection", "close")
+        end_headers(self)
+
+    return with_close
 
 
-server.Response.close = _close
+def install(cert: str) -> None:
+    """Patches the emulator's request handling as described above; ``cert`` holds the TLS certificate and key."""
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert)
+
+    def do_connect(handler: server.RequestHandler) -> None:
+        handler._connecting = True
+        try:
+            _connect(handler, tls)
+        finally:
+            handler._connecting = False
+
+    server.RequestHandler.do_CONNECT = do_connect
+    server.RequestHandler.protocol_version = "HTTP/1.1"
+    server.RequestHandler.end_headers = _one_request_per_connection(server.RequestHandler.end_headers)
+    server.Request.__init__ = _https_urls(server.Request.__init__)
+    server._read_raw_data = _read_raw_data
+    objects._media_upload = _empty_body_is_empty(objects._media_upload)
+
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    assert args and args[0].startswith(TLS_CERT_FLAG), f"usage: {TLS_CERT_FLAG}PEM start …"
+    install(args[0][len(TLS_CERT_FLAG) :])
+    main(args[1:])

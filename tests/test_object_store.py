@@ -99,7 +99,7 @@ def test_push_to_gs_is_tf_serving_layout_and_an_interrupted_push_shows_no_loadab
 
 # TensorFlow writes to and reads back from gs:// (argv[1]): a 1 MB object whole and from offsets, and a
 # checkpoint of a 6.4 MB variable (its index is read footer first, then backwards). Each of these
-# crashed the process before tests/gcs_emulator.py's two corrections.
+# failed or crashed the process with the tensorflow-io plugin (tests/gcs_emulator.py says why).
 TF_READS_SCRIPT = """
 import sys
 import numpy as np
