@@ -8,20 +8,24 @@ the google-cloud-storage client, independently of the code under test.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
+from bench.common import TF_SERVING_TESTDATA, free_port
 from components.mnist_data import FILES
 from tests.gcs_emulator import Gcs, running
 
 REPO = Path(__file__).resolve().parents[1]
-HALF_PLUS_TWO = (
-    REPO.parent / "shared" / "fixtures" / "tf_serving_testdata" / "saved_model_half_plus_two_cpu" / "00000123"
-)
+HALF_PLUS_TWO = TF_SERVING_TESTDATA / "saved_model_half_plus_two_cpu" / "00000123"
+HALF_PLUS_THREE = TF_SERVING_TESTDATA / "saved_model_half_plus_three" / "00000123"
+SERVE_TIMEOUT_S = 180.0  # the server's start and each version change it must pick up
 HALF_PLUS_TWO_FILES = [
     "assets/foo.txt",
     "saved_model.pb",
@@ -102,6 +106,7 @@ def test_push_to_gs_is_tf_serving_layout_and_an_interrupted_push_shows_no_loadab
 # failed or crashed the process with the tensorflow-io plugin (tests/gcs_emulator.py says why).
 TF_READS_SCRIPT = """
 import sys
+import time
 import numpy as np
 import tensorflow as tf
 root = sys.argv[1]
@@ -165,6 +170,7 @@ def test_data_dest_with_an_unsupported_scheme_is_refused_before_any_work(tmp_pat
 # A partial run of the real pipeline, ExampleGen → StatisticsGen → SchemaGen → ExampleValidator, with home, data, pipeline root and serving root on gs:// (argv[1]) and MLMD in argv[2].
 SLICE_SCRIPT = """
 import sys
+import time
 from tfx.orchestration.beam import beam_dag_runner
 from tfx.orchestration.pipeline import RunOptions
 from pipeline import configs
@@ -217,3 +223,78 @@ def test_data_checks_run_with_every_root_on_gs(gcs: Gcs, data_dir: Path, tmp_pat
     assert {"MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator"} <= components
     [schema] = [data for name, data in written.items() if name.endswith("/schema.pbtxt")]
     assert b'name: "image"' in schema and b'name: "label"' in schema
+
+
+def _add_warmup_record(model: Path, value: float) -> None:
+    """TF Serving's warmup file in ``model``: one Predict request of ``x = [value]``."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([value], dtype=tf.float32))
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    (model / "assets.extra").mkdir()
+    with tf.io.TFRecordWriter(str(model / "assets.extra" / "tf_serving_warmup_requests")) as records:
+        records.write(log.SerializeToString())
+
+
+def _serving(rest: str, model: str, version: int) -> bool:
+    """Whether the server answers that ``version`` of ``model`` is AVAILABLE."""
+    try:
+        answer = requests.get(f"{rest}/v1/models/{model}/versions/{version}", timeout=5)
+    except requests.RequestException:
+        return False
+    return answer.status_code == 200 and answer.json()["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def _wait_serving(server: subprocess.Popen, log: Path, rest: str, model: str, version: int) -> None:
+    deadline = time.monotonic() + SERVE_TIMEOUT_S
+    while not _serving(rest, model, version):
+        assert server.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"version {version} not served: {log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_serve_loads_versions_pushed_to_gs_and_picks_up_the_next_one(gcs: Gcs, tmp_path: Path) -> None:
+    name, base = "half_plus_two", gcs.uri("serving_model", "half_plus_two")
+    first = tmp_path / "first"
+    shutil.copytree(HALF_PLUS_TWO, first)
+    _add_warmup_record(first, 1.0)  # replayed from the bucket before the version serves
+    pushed = _run(gcs, "-c", PUSH_SCRIPT, str(first), base)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    version = int(pushed.stdout.split()[1])
+
+    rest_port, log = free_port(), tmp_path / "serve.log"
+    argv = [
+        f"--model_name={name}",
+        f"--model_base_path={base}",
+        f"--port={free_port()}",
+        f"--rest_api_port={rest_port}",
+    ]
+    mnist_tfx = str(Path(sys.executable).parent / "mnist-tfx")
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [mnist_tfx, "serve", *argv, "--file_system_poll_wait_seconds=1"],
+            cwd=REPO,
+            env=gcs.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    rest = f"http://127.0.0.1:{rest_port}"
+    try:
+        _wait_serving(server, log, rest, name, version)
+        assert "Number of warmup records read: 1." in log.read_text()
+        predict = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": [1.0, 2.0, 5.0]}, timeout=30)
+        assert predict.json() == {"predictions": [2.5, 3.0, 4.5]}
+
+        pushed = _run(gcs, "-c", PUSH_SCRIPT, str(HALF_PLUS_THREE), base)  # a new model: a new version
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+        newer = int(pushed.stdout.split()[1])
+        assert newer > version
+        _wait_serving(server, log, rest, name, newer)
+        predict = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": [1.0, 2.0, 5.0]}, timeout=30)
+        assert predict.json() == {"predictions": [3.5, 4.0, 5.5]}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
