@@ -20,6 +20,7 @@ import requests
 
 from bench.common import TF_SERVING_TESTDATA, free_port
 from components.mnist_data import FILES
+from tests.conftest import PIPELINE_NODES, SLICE_ARGS
 from tests.gcs_emulator import Gcs, running
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,62 +168,51 @@ def test_data_dest_with_an_unsupported_scheme_is_refused_before_any_work(tmp_pat
     assert main(["--dest", "ftp://host/data"], default_dest="unused") == 2
 
 
-# A partial run of the real pipeline, ExampleGen → StatisticsGen → SchemaGen → ExampleValidator, with home, data, pipeline root and serving root on gs:// (argv[1]) and MLMD in argv[2].
-SLICE_SCRIPT = """
-import sys
-import time
-from tfx.orchestration.beam import beam_dag_runner
-from tfx.orchestration.pipeline import RunOptions
-from pipeline import configs
-from pipeline.pipeline import create_pipeline
-config = configs.PipelineConfig(home=sys.argv[1], metadata_path=sys.argv[2])
-beam_dag_runner.BeamDagRunner().run(
-    create_pipeline(config), run_options=RunOptions(from_nodes=["MnistExampleGen"], to_nodes=["ExampleValidator"]))
-"""
-SLICE_IMAGES = {"train": 24, "t10k": 12}  # files far below the ~128 KB TensorFlow's GCS plugin reads here
-
-
 @pytest.mark.slow
-def test_data_checks_run_with_every_root_on_gs(gcs: Gcs, data_dir: Path, tmp_path: Path) -> None:
-    from ml_metadata.proto import metadata_store_pb2
-
-    from components import mnist_data
-    from components.idx import write_idx
+def test_whole_pipeline_runs_with_every_root_on_gs_and_pushes_there(gcs: Gcs, data_dir: Path, tmp_path: Path) -> None:
+    """`mnist-tfx run` on the e2e slice with home, data, pipeline root and serving root on gs://, MLMD
+    in a local SQLite file: every component, InfraValidator's server reading the candidate from the
+    bucket, and a version pushed in TF Serving's layout."""
+    from pipeline import configs
     from reports import run_record
 
-    local = tmp_path / "slice"
-    local.mkdir()
-    for part, count in SLICE_IMAGES.items():
-        images, labels = mnist_data.load(data_dir, part)
-        write_idx(local / FILES[part, "images"], images[:count])
-        write_idx(local / FILES[part, "labels"], labels[:count])
-    home = gcs.uri("slice-home")
+    home, mnist_tfx = gcs.uri("run-home"), str(Path(sys.executable).parent / "mnist-tfx")
     upload = _run(
         gcs,
         "-c",
         "import sys; from components import uploads; uploads.upload(sys.argv[1], sys.argv[3:], sys.argv[2])",
-        str(local),
+        str(data_dir),
         f"{home}/data",
-        *sorted(p.name for p in local.iterdir()),
+        *sorted(FILES.values()),
     )
     assert upload.returncode == 0, upload.stderr[-3000:]
     metadata = tmp_path / "metadata.sqlite"  # MLMD stays local: SQLite cannot live on a bucket
 
-    done = _run(gcs, "-c", SLICE_SCRIPT, home, str(metadata), timeout=900)
-    assert done.returncode == 0, done.stderr[-5000:]
+    run = subprocess.run(
+        [mnist_tfx, "run", "--home", home, "--metadata-path", str(metadata), *SLICE_ARGS],
+        cwd=REPO,
+        env=gcs.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1200,
+    )
+    assert run.returncode == 0, run.stdout[-5000:]
     store = run_record.connect(metadata)
-    states = {
-        store.get_execution_types_by_id([e.type_id])[0].name.rsplit(".", 1)[-1]: e.last_known_state
-        for e in store.get_executions()
-    }
-    assert len(states) == 4 and set(states.values()) == {metadata_store_pb2.Execution.COMPLETE}, states
-    artifacts = {a.type_id: a.uri for a in store.get_artifacts()}
-    assert artifacts and all(uri.startswith(f"{home}/pipelines/mnist-tfx/") for uri in artifacts.values())
-    written = gcs.objects("slice-home/pipelines/mnist-tfx/")
-    components = {name.split("/")[3] for name in written}
-    assert {"MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator"} <= components
-    [schema] = [data for name, data in written.items() if name.endswith("/schema.pbtxt")]
+    states = {node.node_id: node.state for node in run_record.latest_run(store, configs.PIPELINE_NAME)}
+    assert states == {name: "COMPLETE" for name in PIPELINE_NODES}, states
+    assert "infra validation: BLESSED by mnist-tfx serve" in run.stdout  # it served the candidate from gs://
+    artifacts = [a.uri for a in store.get_artifacts()]
+    assert artifacts and all(uri.startswith(f"{home}/pipelines/mnist-tfx/") for uri in artifacts)
+    schema_gen = gcs.objects("run-home/pipelines/mnist-tfx/SchemaGen/")
+    [schema] = [data for name, data in schema_gen.items() if name.endswith("/schema.pbtxt")]
     assert b'name: "image"' in schema and b'name: "label"' in schema
+
+    [version] = _tops(gcs, "run-home/serving_model/mnist")  # one numeric version, no staging prefix left
+    assert version.isdigit() and f"pushed: {home}/serving_model/mnist/{version} " in run.stdout
+    pushed = {name.split("/", 4)[4] for name in gcs.objects(f"run-home/serving_model/mnist/{version}/")}
+    assert {"saved_model.pb", "variables/variables.index", "assets.extra/tf_serving_warmup_requests"} <= pushed
+    assert any(name.startswith("variables/variables.data-") for name in pushed)
 
 
 def _add_warmup_record(model: Path, value: float) -> None:
