@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import datetime
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.common import free_port
 from tests.gcs_emulator_server import GCS_HOSTS, TLS_CERT_FLAG
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,12 +90,6 @@ class Gcs:
         return found
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def make_certificates(directory: Path) -> tuple[Path, Path]:
     """A one-day test CA (``ca.pem``) and, signed by it, a certificate and key for GCS's host names (``gcs.pem``).
 
@@ -144,7 +138,7 @@ def make_certificates(directory: Path) -> tuple[Path, Path]:
 def running(log_dir: Path) -> Iterator[Gcs]:
     """A fresh in-memory emulator with one bucket, stopped on leaving; its output and certificates in ``log_dir``."""
     ca, cert = make_certificates(log_dir)
-    port = _free_port()
+    port = free_port()
     log = log_dir / "emulator.log"
     with log.open("wb") as out:
         server = subprocess.Popen(

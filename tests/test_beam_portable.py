@@ -10,25 +10,19 @@ components (ExampleGen, StatisticsGen, Transform, Evaluator) run their pipelines
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bench.common import free_port
 from tests.conftest import PIPELINE_NODES, clean_env
 
 REPO = Path(__file__).resolve().parents[1]
 # A small slice: enough eval examples for InfraValidator's requests (10), a few training steps.
-SLICE_ARGS = ["--train-limit", "100", "--eval-limit", "40", "--epochs", "1", "--min-accuracy", "0"]
+PORTABLE_SLICE_ARGS = ["--train-limit", "100", "--eval-limit", "40", "--epochs", "1", "--min-accuracy", "0"]
 BEAM_COMPONENTS = ("MnistExampleGen", "StatisticsGen", "Transform", "Evaluator")  # one Beam pipeline each
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def portable_beam_args(worker_pool_port: int) -> list[str]:
@@ -52,7 +46,7 @@ def test_whole_pipeline_runs_on_the_portable_runner_with_an_external_worker_pool
     home = tmp_path / "home"
     home.mkdir()
     (home / "data").symlink_to(data_dir, target_is_directory=True)
-    port = _free_port()
+    port = free_port()
     # The pool starts each SDK worker as `python` from PATH: this environment's.
     env = clean_env(home, {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
     pool_log = tmp_path / "pool.log"
@@ -66,7 +60,7 @@ def test_whole_pipeline_runs_on_the_portable_runner_with_an_external_worker_pool
         )
     try:
         run = subprocess.run(
-            [str(Path(sys.executable).parent / "mnist-tfx"), "run", "--home", str(home), *SLICE_ARGS]
+            [str(Path(sys.executable).parent / "mnist-tfx"), "run", "--home", str(home), *PORTABLE_SLICE_ARGS]
             + portable_beam_args(port),
             cwd=REPO,
             env=env,
