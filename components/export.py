@@ -11,7 +11,7 @@ take the very path training data took: raw int64 ``image`` â†’ Transform graph â
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import keras
 import tensorflow as tf
@@ -114,14 +114,24 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         features.SIGNATURE_CLASSIFY: module.classify.get_concrete_function(),
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
-    _set_method_name(Path(export_dir) / "saved_model.pb", features.SIGNATURE_CLASSIFY, CLASSIFY_METHOD)
+    _set_method_name(
+        f"{os.fspath(export_dir).rstrip('/')}/saved_model.pb", features.SIGNATURE_CLASSIFY, CLASSIFY_METHOD
+    )
 
 
-def _set_method_name(saved_model_pb: Path, signature: str, method_name: str) -> None:
-    """TF2's saver writes every signature as ``predict``; TF Serving's :classify needs its method."""
-    proto = saved_model_pb2.SavedModel.FromString(saved_model_pb.read_bytes())
+def _set_method_name(saved_model_pb: str | os.PathLike, signature: str, method_name: str) -> None:
+    """TF2's saver writes every signature as ``predict``; TF Serving's :classify needs its method.
+
+    Through ``tf.io.gfile``: the export directory may be a gs:// (or other) URI. The new file is
+    written beside the old one and renamed over it (atomic on a local disk; on an object store each
+    object is replaced whole anyway).
+    """
+    saved_model_pb = os.fspath(saved_model_pb)
+    with tf.io.gfile.GFile(saved_model_pb, "rb") as source:
+        proto = saved_model_pb2.SavedModel.FromString(source.read())
     for meta_graph in proto.meta_graphs:
         meta_graph.signature_def[signature].method_name = method_name
-    staged = saved_model_pb.with_suffix(".pb.tmp")
-    staged.write_bytes(proto.SerializeToString())
-    staged.replace(saved_model_pb)
+    staged = f"{saved_model_pb}.tmp"
+    with tf.io.gfile.GFile(staged, "wb") as target:
+        target.write(proto.SerializeToString())
+    tf.io.gfile.rename(staged, saved_model_pb, overwrite=True)

@@ -55,6 +55,7 @@ from tfx.components.infra_validator import executor as infra_executor
 from tfx.components.infra_validator.model_server_clients import tensorflow_serving_client
 from tfx.components.infra_validator.model_server_runners import base_runner
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
 from tfx.proto import infra_validator_pb2
 
 from components import features
@@ -402,7 +403,8 @@ class Executor(infra_executor.Executor):
         logging.error("Infra validation failed: %s", reason)
         blessing.set_string_custom_property(REASON_PROPERTY, reason)
         infra_executor._mark_not_blessed(blessing)
-        Path(blessing.uri, REASON_FILENAME).write_text(reason + "\n")
+        with fileio.open(f"{blessing.uri}/{REASON_FILENAME}", "w") as out:  # the URI may be gs://
+            out.write(reason + "\n")
 
     def _ValidateOnce(
         self,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import dataset, export, features, training
+from components.locations import join
 from components.model import build_cnn_basic
 from components.training_params import TrainingParams
 
@@ -49,5 +48,5 @@ def run_fn(fn_args: FnArgs) -> None:
         log_dir=log_dir,
         strategy=strategy,
     )
-    training.save_history(history, Path(log_dir) / features.HISTORY_FILE)
+    training.save_history(history, join(log_dir, features.HISTORY_FILE))
     export.export_serving_model(model, tft_output, fn_args.serving_model_dir)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import time
-from pathlib import Path
 from typing import Callable, Iterator
 
 import keras
@@ -266,7 +266,8 @@ def _write_scalars(writer: tf.summary.SummaryWriter, result: EpochResult) -> Non
     writer.flush()
 
 
-def save_history(results: list[EpochResult], path: Path) -> None:
-    """Per-epoch metrics as JSON beside the TensorBoard logs (for plots and reports)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+def save_history(results: list[EpochResult], path: str | os.PathLike) -> None:
+    """Per-epoch metrics as JSON beside the TensorBoard logs (for plots and reports); ``path`` may be a URI."""
+    tf.io.gfile.makedirs(os.path.dirname(os.fspath(path)))
+    with tf.io.gfile.GFile(os.fspath(path), "w") as out:
+        out.write(json.dumps([dataclasses.asdict(r) for r in results], indent=2))

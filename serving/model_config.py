@@ -53,8 +53,26 @@ class LoadRetries:
         return self.load_retry_interval_micros / 1e6
 
 
+def is_uri(path: str) -> bool:
+    """Whether ``path`` is a URI (``gs://``, ``s3://``, ``hdfs://`` …): read through ``tf.io.gfile``
+    as TF Serving reads it, where a local path keeps the ``os`` calls and their checks."""
+    return "://" in path
+
+
+def path_exists(path: str) -> bool:
+    """``os.path.exists`` for a local path, ``tf.io.gfile.exists`` for a URI."""
+    if not is_uri(path):
+        return os.path.exists(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path)
+
+
 def read_regular_file(path: str, max_bytes: int = MAX_CONFIG_FILE_BYTES) -> bytes:
-    """A file's bytes; a FIFO, device or socket is an error, never a blocking read."""
+    """A file's bytes, at most ``max_bytes``; locally a FIFO, device or socket is an error, never a
+    blocking read (an object store has none of those)."""
+    if is_uri(path):
+        return _read_uri(path, max_bytes)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         info = os.fstat(fd)
@@ -66,6 +84,18 @@ def read_regular_file(path: str, max_bytes: int = MAX_CONFIG_FILE_BYTES) -> byte
             return f.read(max_bytes + 1)[:max_bytes]
     finally:
         os.close(fd)
+
+
+def _read_uri(path: str, max_bytes: int) -> bytes:
+    import tensorflow as tf
+
+    try:
+        if tf.io.gfile.stat(path).length > max_bytes:
+            raise OSError(f"{path} is larger than {max_bytes} bytes")
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read(max_bytes + 1)[:max_bytes]
+    except tf.errors.OpError as e:
+        raise OSError(f"{path}: {e.message}") from e
 
 
 def parse_model_server_config(text: str) -> list[ModelConfig]:

@@ -23,7 +23,7 @@ from typing import Callable
 
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving.model_config import LoadRetries, ModelConfig
+from serving.model_config import LoadRetries, ModelConfig, is_uri
 from serving.status import Code, ServingError
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,22 @@ def _warn_once(key: str, message: str, *args) -> None:
         log.warning(message, *args)
 
 
+def _version_number(name: str, path: str) -> int | None:
+    """The version a directory name stands for: ASCII digits that fit an int64 (leading zeros allowed)."""
+    if not (name.isdigit() and name.isascii()):
+        return None
+    digits = name.lstrip("0")
+    if len(digits) > len(str(MAX_VERSION)) or int(digits or "0") > MAX_VERSION:
+        _warn_once(path, "Ignoring version directory %s: the version does not fit an int64", path)
+        return None
+    return int(name)
+
+
 def list_versions(base_path: str) -> dict[int, str]:
-    """Numeric int64 version directories under `base_path` (TF Serving's storage path source)."""
+    """Numeric int64 version directories under `base_path` (TF Serving's storage path source);
+    a URI base path (gs://…) is listed through ``tf.io.gfile``, as TF Serving's file system does."""
+    if is_uri(base_path):
+        return _list_uri_versions(base_path)
     try:
         entries = list(os.scandir(base_path))
     except OSError:
@@ -55,20 +69,42 @@ def list_versions(base_path: str) -> dict[int, str]:
     versions: dict[int, str] = {}
     for entry in entries:
         if entry.name.isdigit() and entry.name.isascii() and entry.is_dir():
-            digits = entry.name.lstrip("0")
-            if len(digits) > len(str(MAX_VERSION)) or int(digits or "0") > MAX_VERSION:
-                _warn_once(
-                    entry.path, "Ignoring version directory %s: the version does not fit " "an int64", entry.path
-                )
+            version = _version_number(entry.name, entry.path)
+            if version is not None:
+                versions.setdefault(version, entry.path)
+    return versions
+
+
+def _list_uri_versions(base_path: str) -> dict[int, str]:
+    import tensorflow as tf
+
+    base = base_path.rstrip("/")
+    try:
+        names = tf.io.gfile.listdir(base)
+    except tf.errors.OpError:
+        return {}
+    versions: dict[int, str] = {}
+    for name in names:
+        path = f"{base}/{name.rstrip('/')}"
+        version = _version_number(name.rstrip("/"), path)
+        if version is None:
+            continue
+        try:
+            if not tf.io.gfile.isdir(path):  # an object named like a version is not one
                 continue
-            versions.setdefault(int(entry.name), entry.path)
+        except tf.errors.OpError:
+            continue
+        versions.setdefault(version, path)
     return versions
 
 
 def _fingerprint(path: str) -> tuple[tuple, str | None]:
     """Names, sizes and mtimes under `path` (a failed load is tried afresh when this changes),
     and the first entry that is not a regular file or directory (FIFO, device, socket), if any:
-    reading one could block the poller, so such a version fails instead."""
+    reading one could block the poller, so such a version fails instead. An object store holds
+    objects only: a URI's fingerprint comes from ``tf.io.gfile`` and has no such entry."""
+    if is_uri(path):
+        return _uri_fingerprint(path), None
     out, special = [], None
     for root, _, files in os.walk(path):
         for name in files:
@@ -82,6 +118,24 @@ def _fingerprint(path: str) -> tuple[tuple, str | None]:
                 special = rel
             out.append((rel, st.st_size, st.st_mtime_ns))
     return tuple(sorted(out)), special
+
+
+def _uri_fingerprint(path: str) -> tuple:
+    import tensorflow as tf
+
+    out = []
+    try:
+        for root, _, files in tf.io.gfile.walk(path):
+            for name in files:
+                full = f"{root.rstrip('/')}/{name}"
+                try:
+                    info = tf.io.gfile.stat(full)
+                except tf.errors.OpError:
+                    continue
+                out.append((full[len(path.rstrip("/")) + 1 :], info.length, info.mtime_nsec))
+    except tf.errors.OpError:
+        pass
+    return tuple(sorted(out))
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from serving import limits as request_limits
 from serving.batching import parse_batching_parameters
-from serving.model_config import LoadRetries, ModelConfig, parse_model_server_config, read_regular_file
+from serving.model_config import LoadRetries, ModelConfig, is_uri, parse_model_server_config, read_regular_file
 
 DEFAULT_MODEL_NAME = "default"  # tensorflow_model_server's; `mnist-tfx serve` passes its own
 DEFAULT_SAVED_MODEL_TAGS = "serve"  # tensorflow::kSavedModelTagServe
@@ -102,7 +102,8 @@ def build_parser(default_model_base_path: str, default_model_name: str = DEFAULT
     parser.add_argument(
         "--model_base_path",
         default=default_model_base_path,
-        help=f"directory of numeric version subdirectories " f"(default {default_model_base_path})",
+        help=f"directory of numeric version subdirectories, a local path or a URI such as gs://BUCKET/PATH "
+        f"(default {default_model_base_path})",
     )
     parser.add_argument(
         "--model_config_file",
@@ -349,7 +350,8 @@ def parse_args(
     if args.model_config_file:
         models = parse_model_server_config(read_regular_file(args.model_config_file).decode())
     else:
-        models = [ModelConfig(name=args.model_name, base_path=os.path.abspath(args.model_base_path))]
+        base_path = args.model_base_path if is_uri(args.model_base_path) else os.path.abspath(args.model_base_path)
+        models = [ModelConfig(name=args.model_name, base_path=base_path)]
     batching_text = None
     if args.enable_batching:
         batching_text = ""

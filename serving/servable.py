@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import warnings
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import IO, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +25,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 
 from serving.batching import BatchingParameters
 from serving.json_tensor import dtype_string
+from serving.model_config import is_uri, path_exists
 from serving.request_checks import public_message
 from serving.status import Code, ServingError
 
@@ -45,19 +46,24 @@ def tags_text(tags: Iterable[str]) -> str:
     return "{ " + " ".join(tags) + " }"
 
 
+def _open(path: str, mode: str) -> IO:
+    """``open`` for a local path; ``tf.io.gfile.GFile`` for a URI (gs://…), whose loader TF Serving uses too."""
+    return tf.io.gfile.GFile(path, mode) if is_uri(path) else open(path, mode)  # noqa: SIM115 - the caller closes it
+
+
 def read_meta_graph(path: str, tags: Sequence[str] = DEFAULT_TAGS) -> meta_graph_pb2.MetaGraphDef:
     """The MetaGraphDef tagged exactly `tags` of the SavedModel in `path` (errors as TF Serving's)."""
     model = saved_model_pb2.SavedModel()
     pb, pbtxt = os.path.join(path, "saved_model.pb"), os.path.join(path, "saved_model.pbtxt")
-    if os.path.exists(pb):
-        with open(pb, "rb") as f, warnings.catch_warnings():
+    if path_exists(pb):
+        with _open(pb, "rb") as f, warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)  # protobuf warns on truncated data
             try:
                 model.ParseFromString(f.read())
             except (DecodeError, RuntimeWarning) as e:
                 raise ServingError(Code.DATA_LOSS, f"Failed to parse SavedModel {pb}: {e}") from e
-    elif os.path.exists(pbtxt):
-        with open(pbtxt) as f:
+    elif path_exists(pbtxt):
+        with _open(pbtxt, "r") as f:
             text_format.Parse(f.read(), model)
     else:
         raise ServingError(

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from serving.core import ServingCore
 from serving.metrics import Metrics
+from serving.model_config import path_exists
 from serving.servable import Servable, error_from_tf
 from serving.status import Code, ServingError
 
@@ -64,7 +65,7 @@ def run_warmup(
     """Replays the version's warmup records; returns how many ran. Raises ServingError (the
     version's load error) when a record cannot be read or fails."""
     path = warmup_requests_path(servable.path)
-    if not os.path.exists(path):
+    if not path_exists(path):  # a URI version (gs://…) is read through tf.io.gfile, as by TF Serving
         log.info("No warmup data file found at %s", path)
         return 0
     iterations = num_request_iterations if num_request_iterations > 0 else DEFAULT_REQUEST_ITERATIONS

@@ -1,19 +1,35 @@
 """A real, local Google Cloud Storage server for tests: ``gcp-storage-emulator``, in memory, on loopback.
 
 :func:`running` starts one on a free port (a test module's fixture) and gives the environment that
-points Beam (``STORAGE_EMULATOR_HOST``) and TensorFlow's modular GCS filesystem at it. TensorFlow
-needs every one of ``TF_GCS_ENV`` set, or its plugin crashes on the first gs:// call; and it crashes
-on reads of objects over ~128 KB from this emulator, so tests keep TF-side reads small
-(../shared/ENVIRONMENT.md, "Object stores").
+sends every client here:
+
+- Beam and google-cloud-storage: ``STORAGE_EMULATOR_HOST`` (plain HTTP).
+- TensorFlow's own ``gs://`` filesystem, the one ``mnist-tfx`` uses on a real bucket: it always
+  calls ``https://www.googleapis.com`` / ``https://storage.googleapis.com``, so it goes through
+  ``HTTPS_PROXY`` = the emulator, which answers ``CONNECT`` for those hosts with TLS
+  (tests/gcs_emulator_server.py), with a certificate from a CA made for this emulator and trusted
+  through ``CURL_CA_BUNDLE``; ``GOOGLE_AUTH_TOKEN_FOR_TESTING`` stands in for credentials.
+  ``NO_PROXY`` keeps every other connection (gRPC, REST, the emulator's plain HTTP) direct.
+
+Why not the ``tensorflow-io-gcs-filesystem`` plugin, which takes an emulator endpoint
+(``TF_USE_MODULAR_FILESYSTEM``, ``CLOUD_STORAGE_EMULATOR_ENDPOINT``; ../shared/ENVIRONMENT.md,
+"Object stores")? Its 0.37.1 wheel has two bugs that any GCS would meet, found here with it:
+a directory rename is a single-object rewrite (TFT's Transform renames its output directory:
+``RewriteObject NOT_FOUND``); with its block cache off (its default) a read before the last-read
+block copies from before that buffer (``offset < buffer_end && buffer_start`` in its
+gcs_filesystem.cc, where TensorFlow's has ``offset >= buffer_start``), so checkpoints, which read
+their index footer first, fail with "block checksum mismatch" or SIGSEGV. A third only plain HTTP
+meets: its google-cloud-cpp 1.21 client spills a socket read that overflows the caller's buffer into a 16 KiB buffer without a
+bounds check, so objects over ~150 KB crash it on plain HTTP, where one read can return 128 KiB
+(over TLS, as from GCS, a read returns at most one 16 KiB record).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,32 +37,37 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.common import free_port
+from tests.gcs_emulator_server import GCS_HOSTS, TLS_CERT_FLAG
+
+REPO = Path(__file__).resolve().parents[1]
 BUCKET = "mnist-tfx-test"
 START_TIMEOUT_S = 60.0
-TF_GCS_ENV = {
-    "TF_USE_MODULAR_FILESYSTEM": "true",
-    "GCS_READ_CACHE_BLOCK_SIZE_MB": "16",
-    "GCS_READ_CACHE_MAX_SIZE_MB": "0",
-    "GCS_READ_CACHE_MAX_STALENESS": "0",
-    "GCS_STAT_CACHE_MAX_AGE": "0",
-    "GCS_STAT_CACHE_MAX_ENTRIES": "0",
-    "GOOGLE_CLOUD_CPP_STORAGE_REST_CONFIG": "disable-xml",
-}
+# Settings of other GCS clients that must not leak into the subprocesses: the plugin's switch
+# (TensorFlow would load it instead of its own filesystem) and its endpoint.
+FOREIGN_SETTINGS = ("TF_USE_MODULAR_FILESYSTEM", "CLOUD_STORAGE_EMULATOR_ENDPOINT")
 
 
 @dataclasses.dataclass(frozen=True)
 class Gcs:
     endpoint: str  # http://127.0.0.1:PORT
     bucket: str
+    ca_bundle: Path  # the certificate TensorFlow's curl trusts for GCS's host names here
 
     @property
     def env(self) -> dict[str, str]:
         """This process's environment plus what sends Beam, TensorFlow and google-cloud-storage here."""
+        direct = "127.0.0.1,localhost,::1"
+        env = {k: v for k, v in os.environ.items() if k not in FOREIGN_SETTINGS}
         return {
-            **os.environ,
-            **TF_GCS_ENV,
+            **env,
             "STORAGE_EMULATOR_HOST": self.endpoint,
-            "CLOUD_STORAGE_EMULATOR_ENDPOINT": self.endpoint,
+            "HTTPS_PROXY": self.endpoint,
+            "https_proxy": self.endpoint,
+            "NO_PROXY": direct,
+            "no_proxy": direct,
+            "CURL_CA_BUNDLE": str(self.ca_bundle),
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # the emulator checks no token
             "GOOGLE_CLOUD_PROJECT": "test",
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
@@ -69,22 +90,61 @@ class Gcs:
         return found
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def make_certificates(directory: Path) -> tuple[Path, Path]:
+    """A one-day test CA (``ca.pem``) and, signed by it, a certificate and key for GCS's host names (``gcs.pem``).
+
+    ``cryptography`` is google-auth's dependency (pinned in requirements.lock).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject: str, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mnist-tfx test CA")]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+
+    ca_key, gcs_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        certificate("mnist-tfx test CA", ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    hosts = sorted(host.split(":")[0] for host in GCS_HOSTS)
+    gcs = (
+        certificate(hosts[0], gcs_key)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host) for host in hosts]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, gcs_path = directory / "ca.pem", directory / "gcs.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    key = gcs_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    gcs_path.write_bytes(gcs.public_bytes(serialization.Encoding.PEM) + key)
+    return ca_path, gcs_path
 
 
 @contextlib.contextmanager
 def running(log_dir: Path) -> Iterator[Gcs]:
-    """A fresh in-memory emulator with one bucket, stopped on leaving; its output in ``log_dir``."""
-    executable = shutil.which("gcp-storage-emulator", path=str(Path(sys.executable).parent))
-    assert executable, "gcp-storage-emulator is not installed (the test extra of pyproject.toml)"
-    port = _free_port()
+    """A fresh in-memory emulator with one bucket, stopped on leaving; its output and certificates in ``log_dir``."""
+    ca, cert = make_certificates(log_dir)
+    port = free_port()
     log = log_dir / "emulator.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [executable, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", f"--default-bucket={BUCKET}"],
+            [sys.executable, "-m", "tests.gcs_emulator_server", f"{TLS_CERT_FLAG}{cert}", "start"]
+            + ["--host=127.0.0.1", f"--port={port}", "--in-memory", f"--default-bucket={BUCKET}"],
+            cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -98,7 +158,7 @@ def running(log_dir: Path) -> Iterator[Gcs]:
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
                 time.sleep(0.2)
-        yield Gcs(endpoint, BUCKET)
+        yield Gcs(endpoint, BUCKET, ca)
     finally:
         server.terminate()
         server.wait(timeout=30)

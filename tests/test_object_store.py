@@ -8,20 +8,25 @@ the google-cloud-storage client, independently of the code under test.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
+from bench.common import TF_SERVING_TESTDATA, free_port
 from components.mnist_data import FILES
+from tests.conftest import PIPELINE_NODES, SLICE_ARGS
 from tests.gcs_emulator import Gcs, running
 
 REPO = Path(__file__).resolve().parents[1]
-HALF_PLUS_TWO = (
-    REPO.parent / "shared" / "fixtures" / "tf_serving_testdata" / "saved_model_half_plus_two_cpu" / "00000123"
-)
+HALF_PLUS_TWO = TF_SERVING_TESTDATA / "saved_model_half_plus_two_cpu" / "00000123"
+HALF_PLUS_THREE = TF_SERVING_TESTDATA / "saved_model_half_plus_three" / "00000123"
+SERVE_TIMEOUT_S = 180.0  # the server's start and each version change it must pick up
 HALF_PLUS_TWO_FILES = [
     "assets/foo.txt",
     "saved_model.pb",
@@ -97,6 +102,39 @@ def test_push_to_gs_is_tf_serving_layout_and_an_interrupted_push_shows_no_loadab
     assert all(data == (HALF_PLUS_TWO / name).read_bytes() for name, data in files.items())
 
 
+# TensorFlow writes to and reads back from gs:// (argv[1]): a 1 MB object whole and from offsets, and a
+# checkpoint of a 6.4 MB variable (its index is read footer first, then backwards). Each of these
+# failed or crashed the process with the tensorflow-io plugin (tests/gcs_emulator.py says why).
+TF_READS_SCRIPT = """
+import sys
+import time
+import numpy as np
+import tensorflow as tf
+root = sys.argv[1]
+data = np.random.default_rng(0).bytes(1_000_000)
+with tf.io.gfile.GFile(root + "/blob", "wb") as f:
+    f.write(data)
+assert tf.io.gfile.GFile(root + "/blob", "rb").read() == data
+with tf.io.gfile.GFile(root + "/blob", "rb") as f:
+    for offset in (900_000, 5, 200_000):
+        f.seek(offset)
+        assert f.read(300_000) == data[offset : offset + 300_000], offset
+weights = tf.Variable(tf.random.normal([1600, 1000], seed=1))
+path = tf.train.Checkpoint(weights=weights).write(root + "/ckpt/weights")
+restored = tf.Variable(tf.zeros([1600, 1000]))
+tf.train.Checkpoint(weights=restored).read(path).assert_consumed()
+assert np.array_equal(restored.numpy(), weights.numpy())
+print("read back", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_tensorflow_reads_large_objects_and_checkpoints_back_from_gs(gcs: Gcs) -> None:
+    done = _run(gcs, "-c", TF_READS_SCRIPT, gcs.uri("tf-reads"))
+    assert done.returncode == 0 and done.stdout == "read back\n", (done.returncode, done.stderr[-3000:])
+    assert len(gcs.objects("tf-reads/blob")["tf-reads/blob"]) == 1_000_000
+
+
 @pytest.mark.slow
 def test_data_dest_gs_uploads_the_verified_files_whole(gcs: Gcs, tmp_path: Path) -> None:
     mnist_tfx = str(Path(sys.executable).parent / "mnist-tfx")
@@ -130,58 +168,123 @@ def test_data_dest_with_an_unsupported_scheme_is_refused_before_any_work(tmp_pat
     assert main(["--dest", "ftp://host/data"], default_dest="unused") == 2
 
 
-# A partial run of the real pipeline, ExampleGen → StatisticsGen → SchemaGen → ExampleValidator, with home, data, pipeline root and serving root on gs:// (argv[1]) and MLMD in argv[2].
-SLICE_SCRIPT = """
-import sys
-from tfx.orchestration.beam import beam_dag_runner
-from tfx.orchestration.pipeline import RunOptions
-from pipeline import configs
-from pipeline.pipeline import create_pipeline
-config = configs.PipelineConfig(home=sys.argv[1], metadata_path=sys.argv[2])
-beam_dag_runner.BeamDagRunner().run(
-    create_pipeline(config), run_options=RunOptions(from_nodes=["MnistExampleGen"], to_nodes=["ExampleValidator"]))
-"""
-SLICE_IMAGES = {"train": 24, "t10k": 12}  # files far below the ~128 KB TensorFlow's GCS plugin reads here
-
-
 @pytest.mark.slow
-def test_data_checks_run_with_every_root_on_gs(gcs: Gcs, data_dir: Path, tmp_path: Path) -> None:
-    from ml_metadata.proto import metadata_store_pb2
-
-    from components import mnist_data
-    from components.idx import write_idx
+def test_whole_pipeline_runs_with_every_root_on_gs_and_pushes_there(gcs: Gcs, data_dir: Path, tmp_path: Path) -> None:
+    """`mnist-tfx run` on the e2e slice with home, data, pipeline root and serving root on gs://, MLMD
+    in a local SQLite file: every component, InfraValidator's server reading the candidate from the
+    bucket, and a version pushed in TF Serving's layout."""
+    from pipeline import configs
     from reports import run_record
 
-    local = tmp_path / "slice"
-    local.mkdir()
-    for part, count in SLICE_IMAGES.items():
-        images, labels = mnist_data.load(data_dir, part)
-        write_idx(local / FILES[part, "images"], images[:count])
-        write_idx(local / FILES[part, "labels"], labels[:count])
-    home = gcs.uri("slice-home")
+    home, mnist_tfx = gcs.uri("run-home"), str(Path(sys.executable).parent / "mnist-tfx")
     upload = _run(
         gcs,
         "-c",
         "import sys; from components import uploads; uploads.upload(sys.argv[1], sys.argv[3:], sys.argv[2])",
-        str(local),
+        str(data_dir),
         f"{home}/data",
-        *sorted(p.name for p in local.iterdir()),
+        *sorted(FILES.values()),
     )
     assert upload.returncode == 0, upload.stderr[-3000:]
     metadata = tmp_path / "metadata.sqlite"  # MLMD stays local: SQLite cannot live on a bucket
 
-    done = _run(gcs, "-c", SLICE_SCRIPT, home, str(metadata), timeout=900)
-    assert done.returncode == 0, done.stderr[-5000:]
+    run = subprocess.run(
+        [mnist_tfx, "run", "--home", home, "--metadata-path", str(metadata), *SLICE_ARGS],
+        cwd=REPO,
+        env=gcs.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1200,
+    )
+    assert run.returncode == 0, run.stdout[-5000:]
     store = run_record.connect(metadata)
-    states = {
-        store.get_execution_types_by_id([e.type_id])[0].name.rsplit(".", 1)[-1]: e.last_known_state
-        for e in store.get_executions()
-    }
-    assert len(states) == 4 and set(states.values()) == {metadata_store_pb2.Execution.COMPLETE}, states
-    artifacts = {a.type_id: a.uri for a in store.get_artifacts()}
-    assert artifacts and all(uri.startswith(f"{home}/pipelines/mnist-tfx/") for uri in artifacts.values())
-    written = gcs.objects("slice-home/pipelines/mnist-tfx/")
-    components = {name.split("/")[3] for name in written}
-    assert {"MnistExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator"} <= components
-    [schema] = [data for name, data in written.items() if name.endswith("/schema.pbtxt")]
+    states = {node.node_id: node.state for node in run_record.latest_run(store, configs.PIPELINE_NAME)}
+    assert states == {name: "COMPLETE" for name in PIPELINE_NODES}, states
+    assert "infra validation: BLESSED by mnist-tfx serve" in run.stdout  # it served the candidate from gs://
+    artifacts = [a.uri for a in store.get_artifacts()]
+    assert artifacts and all(uri.startswith(f"{home}/pipelines/mnist-tfx/") for uri in artifacts)
+    schema_gen = gcs.objects("run-home/pipelines/mnist-tfx/SchemaGen/")
+    [schema] = [data for name, data in schema_gen.items() if name.endswith("/schema.pbtxt")]
     assert b'name: "image"' in schema and b'name: "label"' in schema
+
+    [version] = _tops(gcs, "run-home/serving_model/mnist")  # one numeric version, no staging prefix left
+    assert version.isdigit() and f"pushed: {home}/serving_model/mnist/{version} " in run.stdout
+    pushed = {name.split("/", 4)[4] for name in gcs.objects(f"run-home/serving_model/mnist/{version}/")}
+    assert {"saved_model.pb", "variables/variables.index", "assets.extra/tf_serving_warmup_requests"} <= pushed
+    assert any(name.startswith("variables/variables.data-") for name in pushed)
+
+
+def _add_warmup_record(model: Path, value: float) -> None:
+    """TF Serving's warmup file in ``model``: one Predict request of ``x = [value]``."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([value], dtype=tf.float32))
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    (model / "assets.extra").mkdir()
+    with tf.io.TFRecordWriter(str(model / "assets.extra" / "tf_serving_warmup_requests")) as records:
+        records.write(log.SerializeToString())
+
+
+def _serving(rest: str, model: str, version: int) -> bool:
+    """Whether the server answers that ``version`` of ``model`` is AVAILABLE."""
+    try:
+        answer = requests.get(f"{rest}/v1/models/{model}/versions/{version}", timeout=5)
+    except requests.RequestException:
+        return False
+    return answer.status_code == 200 and answer.json()["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def _wait_serving(server: subprocess.Popen, log: Path, rest: str, model: str, version: int) -> None:
+    deadline = time.monotonic() + SERVE_TIMEOUT_S
+    while not _serving(rest, model, version):
+        assert server.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"version {version} not served: {log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_serve_loads_versions_pushed_to_gs_and_picks_up_the_next_one(gcs: Gcs, tmp_path: Path) -> None:
+    name, base = "half_plus_two", gcs.uri("serving_model", "half_plus_two")
+    first = tmp_path / "first"
+    shutil.copytree(HALF_PLUS_TWO, first)
+    _add_warmup_record(first, 1.0)  # replayed from the bucket before the version serves
+    pushed = _run(gcs, "-c", PUSH_SCRIPT, str(first), base)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    version = int(pushed.stdout.split()[1])
+
+    rest_port, log = free_port(), tmp_path / "serve.log"
+    argv = [
+        f"--model_name={name}",
+        f"--model_base_path={base}",
+        f"--port={free_port()}",
+        f"--rest_api_port={rest_port}",
+    ]
+    mnist_tfx = str(Path(sys.executable).parent / "mnist-tfx")
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [mnist_tfx, "serve", *argv, "--file_system_poll_wait_seconds=1"],
+            cwd=REPO,
+            env=gcs.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    rest = f"http://127.0.0.1:{rest_port}"
+    try:
+        _wait_serving(server, log, rest, name, version)
+        assert "Number of warmup records read: 1." in log.read_text()
+        predict = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": [1.0, 2.0, 5.0]}, timeout=30)
+        assert predict.json() == {"predictions": [2.5, 3.0, 4.5]}
+
+        pushed = _run(gcs, "-c", PUSH_SCRIPT, str(HALF_PLUS_THREE), base)  # a new model: a new version
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+        newer = int(pushed.stdout.split()[1])
+        assert newer > version
+        _wait_serving(server, log, rest, name, newer)
+        predict = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": [1.0, 2.0, 5.0]}, timeout=30)
+        assert predict.json() == {"predictions": [3.5, 4.0, 5.5]}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

@@ -31,6 +31,11 @@ def test_defaults_serve_the_pushed_mnist_model(tmp_path):
     assert options.rest_api_timeout_in_ms == 30000
 
 
+def test_a_uri_model_base_path_is_kept_as_given():
+    options = parse_args(["--model_base_path=gs://bucket/serving_model/mnist"], "/unused", "mnist")
+    assert options.models == [ModelConfig("mnist", "gs://bucket/serving_model/mnist")]  # not <cwd>/gs:/bucket/…
+
+
 def test_tf_serving_flag_forms(tmp_path):
     params = tmp_path / "batching.txt"
     params.write_text("max_batch_size { value: 16 } batch_timeout_micros { value: 1000 }")
