@@ -24,7 +24,7 @@ from serving.core import ServingCore
 from serving.grpc_services import add_services
 from serving.limits import InFlightLimiter, configure_rate_limited_logging, grpc_arguments
 from serving.metrics import Metrics
-from serving.model_config import read_regular_file
+from serving.model_config import path_exists, read_regular_file
 from serving.model_manager import ModelManager
 from serving.options import DEFAULT_MODEL_NAME, ServerOptions, parse_args, version_text
 from serving.rest import AddRoutes, create_app
@@ -86,7 +86,7 @@ class ModelServer:
         if self._batching is None or not self.options.enable_per_model_batching_parameters:
             return self._batching
         own = os.path.join(path, BATCHING_PARAMS_FILENAME)
-        if not os.path.exists(own):
+        if not path_exists(own):
             return None
         try:
             return parse_batching_parameters(read_regular_file(own).decode())

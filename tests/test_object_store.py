@@ -251,6 +251,7 @@ def test_serve_loads_versions_pushed_to_gs_and_picks_up_the_next_one(gcs: Gcs, t
     first = tmp_path / "first"
     shutil.copytree(HALF_PLUS_TWO, first)
     _add_warmup_record(first, 1.0)  # replayed from the bucket before the version serves
+    (first / "batching_params.pbtxt").write_text("max_batch_size { value: 4 }\n")  # read from the bucket too
     pushed = _run(gcs, "-c", PUSH_SCRIPT, str(first), base)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     version = int(pushed.stdout.split()[1])
@@ -265,7 +266,14 @@ def test_serve_loads_versions_pushed_to_gs_and_picks_up_the_next_one(gcs: Gcs, t
     mnist_tfx = str(Path(sys.executable).parent / "mnist-tfx")
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [mnist_tfx, "serve", *argv, "--file_system_poll_wait_seconds=1"],
+            [
+                mnist_tfx,
+                "serve",
+                *argv,
+                "--file_system_poll_wait_seconds=1",
+                "--enable_batching",
+                "--enable_per_model_batching_parameters",
+            ],
             cwd=REPO,
             env=gcs.env,
             stdout=out,
@@ -277,6 +285,9 @@ def test_serve_loads_versions_pushed_to_gs_and_picks_up_the_next_one(gcs: Gcs, t
         assert "Number of warmup records read: 1." in log.read_text()
         predict = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": [1.0, 2.0, 5.0]}, timeout=30)
         assert predict.json() == {"predictions": [2.5, 3.0, 4.5]}
+        too_large = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": [1.0] * 5}, timeout=30)
+        assert too_large.status_code == 400  # batched with the version's own batching_params.pbtxt
+        assert "Task size 5 is larger than maximum input batch size 4" in too_large.json()["error"]
 
         pushed = _run(gcs, "-c", PUSH_SCRIPT, str(HALF_PLUS_THREE), base)  # a new model: a new version
         assert pushed.returncode == 0, pushed.stderr[-3000:]
@@ -285,6 +296,8 @@ def test_serve_loads_versions_pushed_to_gs_and_picks_up_the_next_one(gcs: Gcs, t
         _wait_serving(server, log, rest, name, newer)
         predict = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": [1.0, 2.0, 5.0]}, timeout=30)
         assert predict.json() == {"predictions": [3.5, 4.0, 5.5]}
+        unbatched = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": [1.0] * 5}, timeout=30)
+        assert unbatched.json() == {"predictions": [3.5] * 5}  # no batching_params.pbtxt: not batched
     finally:
         server.terminate()
         server.wait(timeout=60)
