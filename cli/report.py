@@ -1,7 +1,8 @@
 """``mnist-tfx report``: write the HTML report of the latest pipeline run; prints the page's path.
 
 Layout: ``<out>/report.html`` (everything embedded) beside the same pictures as PNG files; ``<out>``
-defaults to ``<home>/reports/<run id>/``.
+defaults to ``<home>/reports/<run id>/`` (a local folder: a URI home needs ``--out``). The run's
+artifacts are read where they are, a local path or a URI; MLMD is read from its local SQLite file.
 """
 
 from __future__ import annotations
@@ -10,24 +11,36 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline import configs
+from cli.run import add_location_flags, config_from_args
 
 
-def parse_args(argv: list[str], default_home: str) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="mnist-tfx report", description="Write an HTML report of the latest run.")
-    parser.add_argument("--home", default=default_home, help=f"the pipeline's home (default {default_home})")
-    parser.add_argument("--out", help="output directory (default <home>/reports/<run id>/)")
+    add_location_flags(parser)
+    parser.add_argument("--out", help="output directory, local (default <home>/reports/<run id>/)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv, str(configs.default_home()))
-    config = configs.PipelineConfig(home=Path(args.home))
+    args = parse_args(argv)
+    out = Path(args.out) if args.out else None
+    del args.out
+    config = config_from_args(args)
+    if not isinstance(config.metadata_path, Path):
+        print(
+            f"error: the report reads MLMD from a local SQLite file; {config.metadata_path or 'none'} is not one "
+            f"(set --metadata-path)",
+            file=sys.stderr,
+        )
+        return 2
+    if out is None and not isinstance(config.home, Path):
+        print(f"error: home {config.home} is a URI and the report is written locally: set --out DIR", file=sys.stderr)
+        return 2
     from reports import report
 
     run_id = report.latest_run_id(config)
     if run_id is None:
         print(f"error: no pipeline run recorded in {config.metadata_path}", file=sys.stderr)
         return 2
-    print(report.write_report(config, run_id, Path(args.out) if args.out else report.default_out(config, run_id)))
+    print(report.write_report(config, run_id, out or report.default_out(config, run_id)))
     return 0

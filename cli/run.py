@@ -13,11 +13,8 @@ from components.training_params import TrainingParams
 from pipeline import configs
 
 
-def run_parser() -> argparse.ArgumentParser:
-    """The data, training and gate options; ``mnist-tfx compile`` takes the same ones."""
-    config_defaults = configs.PipelineConfig.__dataclass_fields__
-    training = TrainingParams()
-    parser = argparse.ArgumentParser(prog="mnist-tfx run", description=COMMANDS["run"])
+def add_location_flags(parser: argparse.ArgumentParser) -> None:
+    """--home, --data-root, --pipeline-root, --serving-root and --metadata-path (run, compile, report)."""
     add = parser.add_argument
     add(
         "--home",
@@ -41,6 +38,15 @@ def run_parser() -> argparse.ArgumentParser:
         help="MLMD: a local SQLite file (default HOME/metadata/mnist-tfx/metadata.sqlite; required when HOME "
         "is a URI) or mysql://USER:PASSWORD@HOST:PORT/DATABASE",
     )
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """The data, training and gate options; ``mnist-tfx compile`` takes the same ones."""
+    config_defaults = configs.PipelineConfig.__dataclass_fields__
+    training = TrainingParams()
+    parser = argparse.ArgumentParser(prog="mnist-tfx run", description=COMMANDS["run"])
+    add = parser.add_argument
+    add_location_flags(parser)
     add("--train-limit", type=int, help="use the first N training images (default: all 60,000)")
     add("--eval-limit", type=int, help="use the first N test images (default: all 10,000)")
     add(

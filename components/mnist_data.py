@@ -15,11 +15,13 @@ import math
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 
 import numpy as np
 
 from components import features
-from components.idx import DataFileError, read_idx, write_idx
+from components.idx import DataFileError, read_idx, read_idx_stream, write_idx
+from components.locations import is_uri
 
 PARTS = ("train", "t10k")
 KINDS = ("images", "labels")
@@ -48,14 +50,14 @@ class MnistDataError(DataFileError):
     """MNIST data that are missing or invalid; the message names the file and the problem."""
 
 
-def _path(data_dir: str, part: str, kind: str) -> str:
+def _path(data_dir: str, part: str, kind: str, exists: Callable[[str], bool] = os.path.exists) -> str:
     """The file of (part, kind) in `data_dir`: the standard name, with or without `.gz`."""
-    gz = os.path.join(data_dir, FILES[part, kind])
+    gz = f"{data_dir.rstrip('/')}/{FILES[part, kind]}"
     raw = gz.removesuffix(".gz")
     for path in (gz, raw):
-        if os.path.exists(path):
+        if exists(path):
             return path
-    raise MnistDataError(f"{gz}: missing (and no {os.path.basename(raw)} either)")
+    raise MnistDataError(f"{gz}: missing (and no {raw.rsplit('/', 1)[1]} either)")
 
 
 def _check_part(part: str) -> None:
@@ -67,14 +69,31 @@ def load(data_dir: str | os.PathLike, part: str) -> Arrays:
     """Images uint8 [N, 28, 28] and labels uint8 [N] of `part` ("train" or "t10k").
 
     A file whose header declares more than `part`'s official size is refused before its data are
-    read, so no file can make this use more memory than the real MNIST does.
+    read, so no file can make this use more memory than the real MNIST does. `data_dir` may be an
+    object-store URI (gs://...): its files are then streamed through tf.io.gfile.
     """
     _check_part(part)
+    if is_uri(data_dir):
+        return _read_uri(str(data_dir), part, "images", 3), _read_uri(str(data_dir), part, "labels", 1)
     data_dir = os.fspath(data_dir)
     return (
-        read_idx(_path(data_dir, part, "images"), ndim=3, max_bytes=SIZES[part] * math.prod(features.PIXELS_SHAPE)),
-        read_idx(_path(data_dir, part, "labels"), ndim=1, max_bytes=SIZES[part]),
+        read_idx(_path(data_dir, part, "images"), ndim=3, max_bytes=_max_bytes(part, "images")),
+        read_idx(_path(data_dir, part, "labels"), ndim=1, max_bytes=_max_bytes(part, "labels")),
     )
+
+
+def _max_bytes(part: str, kind: str) -> int:
+    """The data bytes of (part, kind) at the official size: no file may declare more."""
+    return SIZES[part] * (math.prod(features.PIXELS_SHAPE) if kind == "images" else 1)
+
+
+def _read_uri(uri: str, part: str, kind: str, ndim: int) -> np.ndarray:
+    """(part, kind) read straight from the object store, streaming, named by its URI in errors."""
+    import tensorflow as tf
+
+    source = _path(uri, part, kind, tf.io.gfile.exists)
+    with tf.io.gfile.GFile(source, "rb") as f:
+        return read_idx_stream(f, source, ndim, _max_bytes(part, kind))
 
 
 def _check(part: str, images: np.ndarray, labels: np.ndarray, names: tuple[str, str]) -> None:

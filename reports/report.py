@@ -130,10 +130,13 @@ def _curves(trainer_outputs: dict) -> Picture:
 
     if "ModelRun" not in trainer_outputs:
         raise MissingInputError("no Trainer output")
-    path = Path(trainer_outputs["ModelRun"].uri) / features.HISTORY_FILE
-    if not path.is_file():
+    import tensorflow as tf  # the artifact may be on an object store: read it through tf.io.gfile
+
+    path = f"{trainer_outputs['ModelRun'].uri.rstrip('/')}/{features.HISTORY_FILE}"
+    if not tf.io.gfile.exists(path):
         raise MissingInputError(f"{path} does not exist")
-    history = json.loads(path.read_text())
+    with tf.io.gfile.GFile(path) as f:
+        history = json.loads(f.read())
     return Picture(
         "training_curves",
         "Training curves",
@@ -201,8 +204,11 @@ def _candidate_model(store, by_id: dict) -> str:
     model = next((a for a in inputs if "model" in a.keys), None)
     if model is None:
         raise MissingInputError("the Evaluator took no model")
-    uri = Path(model.uri)
-    return str(uri / "Format-Serving" if (uri / "Format-Serving").is_dir() else uri)
+    import tensorflow as tf
+
+    uri = model.uri.rstrip("/")
+    serving = f"{uri}/Format-Serving"
+    return serving if tf.io.gfile.isdir(serving) else uri
 
 
 def predict_digits(model_dir: str, images: np.ndarray) -> np.ndarray:

@@ -161,6 +161,38 @@ def test_data_dest_gs_uploads_the_verified_files_whole(gcs: Gcs, tmp_path: Path)
         assert hashlib.sha256(data).hexdigest() == hashlib.sha256(expected).hexdigest(), name
 
 
+# Writes argv[2] bytes as t10k labels (a valid IDX1 header declaring that many labels) under argv[1],
+# beside valid t10k images, then loads t10k from there: prints the file error, or "loaded N".
+LOAD_SCRIPT = """
+import gzip, sys
+import tensorflow as tf
+from components import idx, mnist_data
+uri, count = sys.argv[1], int(sys.argv[2])
+images = mnist_data.FILES["t10k", "images"].removesuffix(".gz")
+with tf.io.gfile.GFile(f"{uri}/{images}", "wb") as f:
+    f.write((2051).to_bytes(4, "big") + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(10 * 784))
+with tf.io.gfile.GFile(f"{uri}/{mnist_data.FILES['t10k', 'labels']}", "wb") as f:
+    f.write(gzip.compress((2049).to_bytes(4, "big") + count.to_bytes(4, "big") + bytes(count)))
+try:
+    print("loaded", len(mnist_data.load(uri, "t10k")[1]))
+except idx.DataFileError as error:
+    print(error)
+"""
+
+
+@pytest.mark.slow
+def test_data_on_gs_is_streamed_and_a_file_declaring_more_than_mnist_is_refused_unread(gcs: Gcs) -> None:
+    small = _run(gcs, "-c", LOAD_SCRIPT, gcs.uri("load", "small"), "10")
+    assert small.returncode == 0 and small.stdout == "loaded 10\n", small.stderr[-3000:]
+    # Gzip makes 64 MB of zeros a 62 KB object: its header is refused before the 64 MB are read.
+    bomb = _run(gcs, "-c", LOAD_SCRIPT, gcs.uri("load", "bomb"), str(64_000_000))
+    assert bomb.returncode == 0 and "loaded" not in bomb.stdout, bomb.stderr[-3000:]
+    assert bomb.stdout.startswith(
+        gcs.uri("load", "bomb", "t10k-labels-idx1-ubyte.gz") + ": header declares"
+    ), bomb.stdout
+    assert "more than the 10000 bytes expected" in bomb.stdout
+
+
 @pytest.mark.slow
 def test_data_dest_with_an_unsupported_scheme_is_refused_before_any_work(tmp_path: Path) -> None:
     from cli.data import main
@@ -213,6 +245,25 @@ def test_whole_pipeline_runs_with_every_root_on_gs_and_pushes_there(gcs: Gcs, da
     pushed = {name.split("/", 4)[4] for name in gcs.objects(f"run-home/serving_model/mnist/{version}/")}
     assert {"saved_model.pb", "variables/variables.index", "assets.extra/tf_serving_warmup_requests"} <= pushed
     assert any(name.startswith("variables/variables.data-") for name in pushed)
+
+    # The report reads the run's artifacts, the pushed model and the data from the bucket; it is written locally.
+    def report(*out: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [mnist_tfx, "report", "--home", home, "--metadata-path", str(metadata), *out],
+            cwd=REPO,
+            env=gcs.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    written = report("--out", str(tmp_path / "report"))
+    assert written.returncode == 0, written.stderr[-3000:]
+    pictures = ("training_curves", "confusion_matrix", "per_digit_accuracy", "misclassified", "data_grid")
+    assert all((tmp_path / "report" / f"{name}.png").stat().st_size > 0 for name in pictures)
+    assert "not available" not in (tmp_path / "report" / "report.html").read_text()
+    nowhere = report()  # no local home to put it in
+    assert nowhere.returncode == 2 and "set --out DIR" in nowhere.stderr
 
 
 def _add_warmup_record(model: Path, value: float) -> None:
