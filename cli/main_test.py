@@ -1,4 +1,4 @@
-"""The console script: help, unknown commands, and bad `run` settings (rejected before any work)."""
+"""The console script: help, unknown commands, and bad `run` and `report` settings (rejected before any work)."""
 
 import subprocess
 import sys
@@ -29,3 +29,11 @@ def test_bad_run_settings_fail_before_any_work(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "error: train_limit must be a positive number of examples, got 0" in done.stderr
     assert not (tmp_path / "pipelines").exists() and not (tmp_path / "data").exists()
+
+
+def test_bad_report_locations_are_errors_naming_the_flag(tmp_path: Path) -> None:
+    unsupported = _run("report", "--home", "ftp://host/mnist", home=tmp_path)
+    assert unsupported.returncode == 2 and "Traceback" not in unsupported.stderr
+    assert "scheme ftp:// is not supported" in unsupported.stderr
+    remote = _run("report", "--home", "gs://bucket/mnist", home=tmp_path)  # MLMD has no local default there
+    assert remote.returncode == 2 and "(set --metadata-path)" in remote.stderr

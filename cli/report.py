@@ -23,9 +23,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    out = Path(args.out) if args.out else None
-    del args.out
-    config = config_from_args(args)
+    out = vars(args).pop("out")  # the rest are the run's location flags
+    out = Path(out) if out else None
+    try:
+        config = config_from_args(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not isinstance(config.metadata_path, Path):
         print(
             f"error: the report reads MLMD from a local SQLite file; {config.metadata_path or 'none'} is not one "

@@ -119,14 +119,13 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
     )
 
 
-def _set_method_name(saved_model_pb: str | os.PathLike, signature: str, method_name: str) -> None:
+def _set_method_name(saved_model_pb: str, signature: str, method_name: str) -> None:
     """TF2's saver writes every signature as ``predict``; TF Serving's :classify needs its method.
 
     Through ``tf.io.gfile``: the export directory may be a gs:// (or other) URI. The new file is
     written beside the old one and renamed over it (atomic on a local disk; on an object store each
     object is replaced whole anyway).
     """
-    saved_model_pb = os.fspath(saved_model_pb)
     with tf.io.gfile.GFile(saved_model_pb, "rb") as source:
         proto = saved_model_pb2.SavedModel.FromString(source.read())
     for meta_graph in proto.meta_graphs:

@@ -81,19 +81,25 @@ def read_regular_file(path: str, max_bytes: int = MAX_CONFIG_FILE_BYTES) -> byte
         if info.st_size > max_bytes:
             raise OSError(f"{path} is larger than {max_bytes} bytes")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(max_bytes + 1)[:max_bytes]
+            return _at_most(f.read(max_bytes + 1), path, max_bytes)
     finally:
         os.close(fd)
+
+
+def _at_most(data: bytes, path: str, max_bytes: int) -> bytes:
+    """``data`` read as ``max_bytes + 1`` bytes: a file that grew past the bound since it was checked
+    (or, on an object store, was never checked) is refused, never cut short."""
+    if len(data) > max_bytes:
+        raise OSError(f"{path} is larger than {max_bytes} bytes")
+    return data
 
 
 def _read_uri(path: str, max_bytes: int) -> bytes:
     import tensorflow as tf
 
     try:
-        if tf.io.gfile.stat(path).length > max_bytes:
-            raise OSError(f"{path} is larger than {max_bytes} bytes")
         with tf.io.gfile.GFile(path, "rb") as f:
-            return f.read(max_bytes + 1)[:max_bytes]
+            return _at_most(f.read(max_bytes + 1), path, max_bytes)
     except tf.errors.OpError as e:
         raise OSError(f"{path}: {e.message}") from e
 
